@@ -78,20 +78,27 @@ class TypeRef(Node):
 
 
 class FieldIR(Node):
-    """A named, typed, optionally described field (signature, class, module or tool)."""
+    """A named, typed, optionally described field (signature, class, module or tool).
+
+    ``default`` is the declared default of a module input or tool parameter
+    (``k: int = 3``); None means no default (a parameter defaulting to ``none`` is
+    typed ``T?``, which already makes it optional).
+    """
 
     name: str
     type: TypeRef
     desc: str | None = None
+    default: Any = None
     span: Span | None = None
 
 
 class EnumIR(Node):
-    """``enum Priority { low, medium, high }``."""
+    """``enum Priority { low, medium, high }``; ``descs`` holds per-value descriptions."""
 
     name: str
     values: list[str]
     desc: str | None = None
+    descs: dict[str, str] = Field(default_factory=dict)
     span: Span | None = None
 
 

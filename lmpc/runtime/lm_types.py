@@ -49,3 +49,11 @@ class LMError(Exception):
 
 class TransientLMError(LMError):
     """Timeout, rate limit, 5xx, connection reset: worth retrying with backoff."""
+
+
+class ContextWindowError(LMError):
+    """The prompt (plus the requested tokens) does not fit the model's context window.
+
+    Permanent for this request; a caller may shorten the prompt (e.g. trim a ReAct
+    trajectory) and try again.
+    """

@@ -50,7 +50,15 @@ class PassResult:
 
 
 class BudgetExceeded(Exception):
-    """Raised by the budget tracker when the next LM call would pass a hard cap."""
+    """Raised by the budget tracker when the next LM call would pass a hard cap.
+
+    A pass that catches it may re-raise it with ``partial`` set to the best result it
+    has so far; the pipeline then keeps that result instead of the pass's input.
+    """
+
+    def __init__(self, message: str = "", partial: PassResult | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 @dataclass

@@ -1,0 +1,320 @@
+"""``lmpc build FILE``: run the file's optimize pipeline(s) and write the artifact(s).
+
+Progress goes to stderr; the result is a summary table on stdout, or one JSON object
+per built program with ``--json`` (DESIGN.md §5). ``--dry-run`` prints the plan and the
+projected LM calls without calling an LM. The artifact is written only when the whole
+build has finished, atomically, so Ctrl-C or a crash never leaves half of one; finished
+LM calls are in the cache, so a rerun does not pay for them again.
+
+This module also holds what the other build-side commands (eval, show, diff) share:
+loading a source or an artifact, making the LM client, and the error type.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lmpc.compiler.ir import OptimizeIR, ProgramIR
+
+log = logging.getLogger("lmpc")
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line (or a rendered diagnostic), exit 1."""
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def load_source(path: Path) -> ProgramIR:
+    """Parse and check a ``.lmp`` file; diagnostics become a ``CLIError``."""
+    if not path.is_file():
+        raise CLIError(f"{path}: no such file")
+    from lmpc.compiler.check import load_program
+    from lmpc.diagnostics import render_all
+
+    program, diagnostics, sources = load_program(path)
+    errors = [d for d in diagnostics if getattr(d, "severity", "error") == "error"]
+    if program is None or errors:
+        raise CLIError(render_all(errors or diagnostics, sources))
+    return program
+
+
+def load_target(target: str, program_name: str | None) -> tuple[ProgramIR, str, Any]:
+    """A ``.lmp`` source (the unoptimized program) or an artifact: (IR, module, artifact)."""
+    from lmpc.compiler.artifact import looks_like_artifact, read_artifact
+
+    path = Path(target)
+    if not path.is_file():
+        raise CLIError(f"{target}: no such file")
+    artifact = None
+    if looks_like_artifact(path):
+        artifact = read_artifact(path)
+        program, module = artifact.ir, program_name or artifact.program
+    else:
+        program = load_source(path)
+        module = program_name or _default_module(program, path)
+    if module not in program.modules:
+        known = ", ".join(sorted(program.modules)) or "none"
+        raise CLIError(f"{target}: no module named {module!r} (modules: {known})")
+    return program, module, artifact
+
+
+def _default_module(program: ProgramIR, path: Path) -> str:
+    if program.optimizes:
+        return program.optimizes[0].program
+    if len(program.modules) == 1:
+        return next(iter(program.modules))
+    if not program.modules:
+        raise CLIError(f"{path}: declares no module")
+    raise CLIError(f"{path}: declares several modules ({', '.join(program.modules)}); "
+                   "choose one with --program")
+
+
+def make_client(no_cache: bool, cache_dir: str | None, transport: Any = None) -> Any:
+    """The LM client: litellm (or a test's transport) behind the persistent cache."""
+    from lmpc.runtime.cache import SQLiteCache
+    from lmpc.runtime.lm import LitellmTransport, LMClient
+
+    cache = None if no_cache else SQLiteCache(Path(cache_dir) / "cache.sqlite"
+                                              if cache_dir else None)
+    return LMClient(transport or LitellmTransport(), cache=cache)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix: reported as one line, never a traceback."""
+    from lmpc.compiler.artifact import ArtifactError
+    from lmpc.compiler.pipeline import PipelineError
+    from lmpc.eval.data import DataError
+    from lmpc.eval.metrics import MetricError
+    from lmpc.runtime.errors import RuntimeFailure
+    from lmpc.runtime.lm_types import LMError
+
+    return (CLIError, ArtifactError, PipelineError, DataError, MetricError, RuntimeFailure,
+            LMError, OSError)
+
+
+@contextmanager
+def cli_errors(cleanup: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Turn any failure into one clear line on stderr and exit 1 (never a traceback)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        cleanup()
+        click.echo("\ninterrupted: no artifact written (finished LM calls are cached)",
+                   err=True)
+        sys.exit(1)
+    except user_errors() as exc:
+        cleanup()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # a bug in lmpc: still one line; details in the debug log
+        cleanup()
+        log.debug("internal error", exc_info=True)
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+# ---------------------------------------------------------------- the command
+
+
+@click.command("build")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--program", "program_name", help="Build only the optimize block of this module.")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False),
+              help="Artifact path (default: build/NAME.json).")
+@click.option("--seed", type=int, help="Override the optimize block's seed.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and projected LM calls only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--lm", "lm_name", metavar="NAME_OR_MODEL", help="Override the task model.")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the LM cache.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Where the cache lives.")
+@click.option("--threads", type=click.IntRange(1, 64), help="Parallel runs (default 4).")
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@click.pass_context
+def command(click_ctx: click.Context, file: str, program_name: str | None, output: str | None,
+            seed: int | None, dry_run: bool, as_json: bool, lm_name: str | None,
+            no_cache: bool, cache_dir: str | None, threads: int | None, quiet: bool) -> None:
+    """Optimize the program(s) in FILE and write the artifact(s)."""
+    obj = click_ctx.obj if isinstance(click_ctx.obj, dict) else {}
+    from lmpc.cli.progress import ProgressReporter
+
+    progress = ProgressReporter(enabled=not quiet)
+    with cli_errors(progress.close):
+        program = load_source(Path(file))
+        chosen = _select(program, program_name, Path(file))
+        if output and len(chosen) > 1:
+            raise CLIError("-o names one file but the source has several optimize blocks; "
+                           "choose one with --program")
+        if dry_run:
+            _dry_run(program, chosen, as_json)
+            return
+        client = make_client(no_cache, cache_dir, obj.get("transport"))
+        for index, optimize in chosen:
+            out = Path(output) if output else Path("build") / f"{optimize.program}.json"
+            summary = build_one(program, index, optimize, client=client, out=out, seed=seed,
+                                lm_name=lm_name, threads=threads, progress=progress)
+            progress.close()
+            _print_summary(summary, as_json)
+
+
+def _select(program: ProgramIR, name: str | None, path: Path) -> list[tuple[int, OptimizeIR]]:
+    chosen = [(i, o) for i, o in enumerate(program.optimizes) if name in (None, o.program)]
+    if not chosen:
+        what = f"for module {name!r}" if name else "block"
+        raise CLIError(f"{path}: no optimize {what} to build")
+    return chosen
+
+
+def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: Any, out: Path,
+              seed: int | None, lm_name: str | None, threads: int | None,
+              progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Run one optimize block, write its artifact, return the summary."""
+    from lmpc.compiler.artifact import write_artifact
+    from lmpc.compiler.pipeline import run_optimize
+
+    started = time.monotonic()
+    usage_before = client.usage.snapshot()
+    result = run_optimize(program, optimize, client=client, seed=seed, progress=progress,
+                          lm_override=lm_name, threads=threads)
+    write_artifact(to_artifact(result, index), out)
+    spent = {k: v - usage_before.get(k, 0) for k, v in client.usage.snapshot().items()
+             if isinstance(v, int | float)}
+    return {
+        "program": result.module,
+        "artifact": str(out),
+        "scores": result.scores,
+        "lm_calls": int(spent["calls"]),
+        "cache_hits": int(spent["cache_hits"]),
+        "tokens": int(spent["prompt_tokens"] + spent["completion_tokens"]),
+        "cost_usd": round(spent["cost_usd"], 6),
+        "seconds": round(time.monotonic() - started, 2),
+        "failures": int(spent["failures"]),
+        "splits": result.splits,
+        "budget_stop": result.budget_stop,
+        "passes": [{"name": r.name, "lm_requests": r.usage.get("lm_requests", 0),
+                    "best": max((c.score for c in r.candidates), default=None),
+                    "stopped": r.stopped} for r in result.passes],
+    }
+
+
+def to_artifact(result: Any, optimize_index: int) -> Any:
+    """The artifact of a finished build (deterministic: no times, no new-vs-cached counts)."""
+    from lmpc.compiler.artifact import (
+        Artifact,
+        CandidateRecord,
+        DatasetRecord,
+        PassRecord,
+        Scores,
+        UsageRecord,
+        program_subset,
+    )
+
+    ir = program_subset(result.program, result.module, optimize_index)
+    ir.lms[result.task_lm.name] = result.task_lm
+    ir.optimizes[0].lms["lm"] = result.task_lm.name  # `lmpc run` uses the model it was built on
+    passes = [PassRecord(
+        name=r.name, params=jsonable(r.params), seed=r.seed,
+        candidates=[CandidateRecord(label=c.label, score=c.score) for c in r.candidates],
+        report=jsonable(r.report), usage=UsageRecord(**r.usage), stopped=r.stopped,
+    ) for r in result.passes]
+    return Artifact(
+        program=result.module, metric=result.metric, task_lm=result.task_lm.name,
+        seed=result.seed, sources=result.program.sources,
+        datasets=[DatasetRecord(**d) for d in result.datasets], splits=result.splits, ir=ir,
+        passes=passes, scores=Scores.model_validate(result.scores),
+        usage=UsageRecord(**result.usage), budget_stop=result.budget_stop,
+    )
+
+
+def jsonable(value: Any) -> Any:
+    """A pass report as plain JSON data (IR nodes dumped, unknown objects as text)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def _dry_run(program: ProgramIR, chosen: list[tuple[int, OptimizeIR]], as_json: bool) -> None:
+    from lmpc.compiler.pipeline import estimate_plan
+    from lmpc.eval.data import load_examples, split_examples
+
+    plans = []
+    for _, optimize in chosen:
+        dataset = program.datasets.get(optimize.dataset)
+        if dataset is None:
+            raise CLIError(f"optimize {optimize.program}: unknown dataset {optimize.dataset!r}")
+        inputs = [f.name for f in program.modules[optimize.program].inputs]
+        splits = split_examples(load_examples(dataset, program.base_dir, inputs), dataset.split)
+        sizes = {k: len(v) for k, v in splits.items()}
+        steps = estimate_plan(program, optimize, sizes)
+        plans.append({"program": optimize.program, "splits": sizes, "steps": steps,
+                      "projected_lm_calls": sum(s["calls"] for s in steps),
+                      "budget": optimize.budget.model_dump()})
+    if as_json:
+        for plan in plans:
+            click.echo(json.dumps(jsonable(plan), sort_keys=True))
+        return
+    for plan in plans:
+        sizes = plan["splits"]
+        click.echo(f"plan for {plan['program']}: train {sizes['train']}, val {sizes['val']}, "
+                   f"test {sizes['test']} examples")
+        for step in plan["steps"]:
+            click.echo(f"  {step['step']:<36} ~{step['calls']} LM calls")
+            if step.get("params"):
+                params = ", ".join(f"{k}={_value(v)}" for k, v in step["params"].items())
+                click.echo(f"      {params}")
+        cap = plan["budget"].get("calls")
+        budget = f" (budget: {cap} calls for the passes)" if cap else ""
+        click.echo(f"  total projected: ~{plan['projected_lm_calls']} LM calls "
+                   f"(before caching){budget}")
+
+
+def _value(value: Any) -> str:
+    """A parameter value as the source spells it."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        keys = ("program", "artifact", "scores", "lm_calls", "cache_hits", "tokens",
+                "cost_usd", "seconds", "failures", "splits", "budget_stop", "passes")
+        click.echo(json.dumps({k: summary[k] for k in keys}))
+        return
+    scores, sizes = summary["scores"], summary["splits"]
+    click.echo(f"built {summary['program']} -> {summary['artifact']}")
+    click.echo(f"  {'':<12}{'before':>10}{'after':>10}")
+    for split in ("val", "test"):
+        label = f"{split} (n={sizes.get(split, 0)})"
+        click.echo(f"  {label:<12}{pct(scores[split]['before']):>10}"
+                   f"{pct(scores[split]['after']):>10}")
+    for run in summary["passes"]:
+        best = f", best candidate {pct(run['best'])}" if run["best"] is not None else ""
+        stopped = f", stopped: {run['stopped']}" if run["stopped"] else ""
+        click.echo(f"  pass {run['name']}: {run['lm_requests']} LM requests{best}{stopped}")
+    click.echo(f"  LM calls {summary['lm_calls']} new, {summary['cache_hits']} cached · "
+               f"tokens {summary['tokens']} · ${summary['cost_usd']:.4f} · "
+               f"{summary['seconds']:.1f}s")

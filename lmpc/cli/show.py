@@ -1,0 +1,98 @@
+"""``lmpc show ARTIFACT``: the exact prompt each predictor will send, demos included.
+
+Each predictor is rendered by the runtime's own adapter and LM settings, for an input
+of placeholders (``<ticket>``), by running its step up to the moment the request would
+be sent — so what is shown is what the model gets, not a re-creation of it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from lmpc.cli.build import cli_errors, load_target, pct
+from lmpc.compiler.ir import PredictorIR, ProgramIR
+
+
+class _Captured(Exception):
+    """Stops a step at its first LM request (which it carries)."""
+
+    def __init__(self, request: Any) -> None:
+        super().__init__("captured")
+        self.request = request
+
+
+class _CaptureClient:
+    """An LM client that records the request instead of sending it."""
+
+    def complete(self, request: Any, attribution: Any = None) -> Any:
+        raise _Captured(request)
+
+
+@click.command("show")
+@click.argument("target", metavar="ARTIFACT", type=click.Path(dir_okay=False))
+@click.option("--program", "program_name", help="Module to show (default: the built one).")
+@click.option("--lm", "lm_name", metavar="NAME_OR_MODEL", help="Render for this task model.")
+def command(target: str, program_name: str | None, lm_name: str | None) -> None:
+    """Print every predictor's prompt as it will be sent."""
+    with cli_errors():
+        program, module, artifact = load_target(target, program_name)
+        from lmpc.compiler.pipeline import make_run_ctx, task_lm_for
+
+        optimize = next((o for o in program.optimizes if o.program == module), None)
+        task_lm = task_lm_for(program, optimize, lm_name)
+        ctx = make_run_ctx(program, _CaptureClient(), task_lm, allow_tools=False,
+                           metric_ctx=False)
+        if artifact is not None:
+            _header(artifact)
+        for predictor in program.predictors_of(module):
+            click.echo(render_predictor(program, module, predictor, ctx))
+        members = program.ensemble.members if program.ensemble else []
+        for number, member in enumerate(members, start=1):
+            click.echo(f"### ensemble member {number}/{len(members)} "
+                       f"(reduce: {program.ensemble.reduce})\n")
+            for predictor in program.predictors_of(module):
+                tuned = member.get(predictor.id, predictor)
+                click.echo(render_predictor(program, module, tuned, ctx))
+
+
+def _header(artifact: Any) -> None:
+    scores = artifact.scores
+    click.echo(f"# {artifact.program} (lmpc {artifact.compiler_version}, "
+               f"task LM {artifact.task_lm})")
+    click.echo(f"# val {pct(scores.val.before)} -> {pct(scores.val.after)}, "
+               f"test {pct(scores.test.before)} -> {pct(scores.test.after)}")
+    click.echo(f"# passes: {' then '.join(p.name for p in artifact.passes) or 'none'}\n")
+
+
+def render_predictor(program: ProgramIR, module: str, predictor: PredictorIR, ctx: Any) -> str:
+    """A heading and the exact request of ``predictor`` for a placeholder input."""
+    from lmpc.runtime.predictors import StepCall, run_predictor
+
+    call = StepCall(program, predictor, ctx, module)
+    inputs = {f.name: f"<{f.name}>" for f in predictor.signature.inputs}
+    labeled = sum(d.kind == "labeled" for d in predictor.demos)
+    head = (f"=== {predictor.id} ({predictor.kind}, {call.lm.model}, adapter "
+            f"{call.adapter.name}) — {len(predictor.demos)} demos: {labeled} labeled, "
+            f"{len(predictor.demos) - labeled} bootstrapped ===")
+    try:
+        run_predictor(call, inputs)
+    except _Captured as captured:
+        return f"{head}\n{_request_text(captured.request)}\n"
+    except Exception as exc:  # a kind that cannot render without real outputs
+        return f"{head}\n(cannot render this step without running it: {exc})\n"
+    return f"{head}\n(this step sends no LM request)\n"
+
+
+def _request_text(request: Any) -> str:
+    settings = {k: v for k, v in request.settings.items() if k not in ("api_key",)}
+    lines = [f"--- {request.mode} request, settings {json.dumps(settings, sort_keys=True)}"]
+    if request.mode == "text":
+        lines.append(request.prompt or "")
+    else:
+        for message in request.messages or ():
+            lines.append(f"--- {message.get('role', '')}")
+            lines.append(str(message.get("content", "")))
+    return "\n".join(lines)

@@ -1,0 +1,362 @@
+"""The artifact: one JSON file holding the optimized program and how it was made.
+
+It is serialized IR plus provenance (DESIGN.md §4): a schema version, the compiler
+version, the hashes of the sources and datasets, the IR the program needs (modules,
+predictors with their instructions and demos, signatures, types, tools, LMs — secrets
+only as ``{"env": NAME}``), every pass with its parameters, candidates and usage, and
+the val/test scores before and after. Loading one needs no Python class of the user's:
+it is validated against the schema and never imports anything.
+
+The bytes are deterministic — sorted keys, floats rounded to 6 places, paths relative
+to the artifact's folder, no timestamps — so the same source, data, seed and cache give
+a byte-identical file, and a rebuild diffs cleanly in review. Writes are atomic: a temp
+file in the target folder, fsync, then ``os.replace``; an interrupted build leaves the
+old artifact (or none), never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lmpc import __version__
+from lmpc.compiler.ir import ProgramIR, SourceIR, TypeRef
+
+SCHEMA_VERSION = 1
+FLOAT_DIGITS = 6
+SECRET_SETTINGS = ("api_key", "key", "token", "secret", "password", "authorization")
+
+
+class ArtifactError(Exception):
+    """An artifact that cannot be written or loaded; the message names the file."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetRecord(Strict):
+    name: str
+    path: str
+    sha256: str
+    rows: int = 0
+
+
+class SplitScores(Strict):
+    before: float | None = None
+    after: float | None = None
+
+
+class Scores(Strict):
+    val: SplitScores = Field(default_factory=SplitScores)
+    test: SplitScores = Field(default_factory=SplitScores)
+
+
+class UsageRecord(Strict):
+    """LM work, counted the same whether a call was new or served by the cache."""
+
+    lm_requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    failures: int = 0
+
+
+class CandidateRecord(Strict):
+    label: str
+    score: float
+
+
+class PassRecord(Strict):
+    """One pass of the pipeline: what it was asked, what it tried, what it cost."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    candidates: list[CandidateRecord] = Field(default_factory=list)
+    report: dict[str, Any] = Field(default_factory=dict)
+    usage: UsageRecord = Field(default_factory=UsageRecord)
+    stopped: str | None = None  # why the pass stopped early (budget)
+
+
+class Artifact(Strict):
+    """The whole artifact file."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    compiler_version: str = __version__
+    program: str
+    metric: str | None = None
+    task_lm: str | None = None
+    seed: int = 0
+    sources: list[SourceIR] = Field(default_factory=list)
+    datasets: list[DatasetRecord] = Field(default_factory=list)
+    splits: dict[str, int] = Field(default_factory=dict)
+    ir: ProgramIR
+    passes: list[PassRecord] = Field(default_factory=list)
+    scores: Scores = Field(default_factory=Scores)
+    usage: UsageRecord = Field(default_factory=UsageRecord)
+    budget_stop: str | None = None
+
+
+def artifact_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the artifact file."""
+    return Artifact.model_json_schema()
+
+
+# ---------------------------------------------------------------- restricting the IR
+
+
+def program_subset(program: ProgramIR, module: str, optimize_index: int | None = None
+                   ) -> ProgramIR:
+    """The part of ``program`` that ``module`` needs to run (and to be scored).
+
+    Keeps the reachable modules and predictors, the signatures, enums, classes and tools
+    they use, the LMs they (and the optimize block) name, the metric of the optimize
+    block with its parts, and that one optimize block. Drops datasets and tests.
+    """
+    modules = _reachable_modules(program, module)
+    predictors = {pid: p for pid, p in program.predictors.items()
+                  if pid.partition(".")[0] in modules}
+    optimizes = [program.optimizes[optimize_index]] if optimize_index is not None else []
+    metrics = _needed_metrics(program, optimizes, predictors.values())
+    sig_names = {p.signature.name for p in predictors.values()}
+    sig_names |= {m.signature for m in metrics.values() if m.signature}
+    signatures = {n: s for n, s in program.signatures.items() if n in sig_names}
+    tools = _needed_tools(program, modules, predictors.values())
+    types = _type_names(program, [*signatures.values(), *[p.signature for p in
+                                                          predictors.values()]], tools)
+    lm_names = {p.lm for p in predictors.values() if p.lm}
+    lm_names |= {m.lm for m in metrics.values() if m.lm}
+    for opt in optimizes:
+        lm_names |= set(opt.lms.values())
+    return ProgramIR(
+        sources=program.sources,
+        base_dir=program.base_dir,
+        lms={n: lm for n, lm in program.lms.items() if n in lm_names},
+        enums={n: e for n, e in program.enums.items() if n in types},
+        classes={n: c for n, c in program.classes.items() if n in types},
+        signatures=signatures,
+        tools=tools,
+        modules={n: m for n, m in program.modules.items() if n in modules},
+        predictors=predictors,
+        metrics=metrics,
+        optimizes=optimizes,
+        ensemble=program.ensemble,
+    )
+
+
+def _reachable_modules(program: ProgramIR, root: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in program.modules:
+            continue
+        seen.add(name)
+        todo.extend(s.module for s in program.modules[name].steps if s.kind == "call" and s.module)
+    return seen
+
+
+def _needed_metrics(program: ProgramIR, optimizes: list[Any], predictors: Any) -> dict[str, Any]:
+    todo = [o.metric for o in optimizes]
+    todo += [p.options["reward"] for p in predictors if isinstance(p.options.get("reward"), str)]
+    found: dict[str, Any] = {}
+    while todo:
+        name = todo.pop()
+        metric = program.metrics.get(name)
+        if metric is None or name in found:
+            continue
+        found[name] = metric
+        todo.extend(part for _, part in metric.parts)
+    return found
+
+
+def _needed_tools(program: ProgramIR, modules: set[str], predictors: Any) -> dict[str, Any]:
+    names: set[str] = set()
+    for module in modules:
+        for step in program.modules[module].steps:
+            names |= {n for n in (step.tool, step.retrieve.tool if step.retrieve else None) if n}
+    for pred in predictors:
+        names |= set(pred.options.get("tools") or [])
+    return {n: t for n, t in program.tools.items() if n in names}
+
+
+def _type_names(program: ProgramIR, signatures: list[Any], tools: dict[str, Any]) -> set[str]:
+    """Enum and class names used by the signatures and tools, through nested classes."""
+    found: set[str] = set()
+    todo: list[TypeRef] = [f.type for s in signatures for f in (*s.inputs, *s.outputs)]
+    todo += [f.type for t in tools.values() for f in t.params] + [t.returns for t in
+                                                                  tools.values()]
+    while todo:
+        ref = todo.pop()
+        todo.extend(ref.args)
+        if ref.name and ref.name not in found:
+            found.add(ref.name)
+            if ref.name in program.classes:
+                todo.extend(f.type for f in program.classes[ref.name].fields)
+    return found
+
+
+def check_no_secrets(program: ProgramIR) -> None:
+    """Refuse to write an LM setting that looks like a literal secret."""
+    for lm in program.lms.values():
+        for key, value in lm.settings.items():
+            if any(word in key.lower() for word in SECRET_SETTINGS) and not (
+                isinstance(value, dict) and set(value) == {"env"}
+            ):
+                raise ArtifactError(
+                    f"LM {lm.name!r}: setting {key!r} must be an environment reference "
+                    f"(env.NAME), not a literal; refusing to write it into an artifact"
+                )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def artifact_bytes(artifact: Artifact, directory: str | Path) -> bytes:
+    """The exact bytes of ``artifact`` written in ``directory`` (paths made relative)."""
+    check_no_secrets(artifact.ir)
+    data = artifact.model_dump(mode="json")
+    data["ir"]["base_dir"] = _relative(data["ir"]["base_dir"], directory)
+    data = _normalize(data, Path(directory))
+    text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
+def write_artifact(artifact: Artifact, path: str | Path) -> Path:
+    """Write ``artifact`` to ``path`` atomically and durably; return the path."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot create folder: {exc.strerror}") from exc
+    data = artifact_bytes(artifact, path.parent.resolve())
+    atomic_write(path, data)
+    return path
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Temp file beside ``path``, flushed to disk, then renamed over it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # KeyboardInterrupt too: never leave the temp file
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ArtifactError(f"{path}: cannot write: {exc.strerror}") from exc
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not supported on this platform/filesystem: the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _relative(path: str, directory: str | Path) -> str:
+    if not os.path.isabs(path):
+        return path.replace(os.sep, "/")
+    try:
+        return os.path.relpath(path, directory).replace(os.sep, "/")
+    except ValueError:  # another drive on Windows
+        return path
+
+
+def _normalize(value: Any, directory: Path, key: str = "") -> Any:
+    """Round floats; make source/span/dataset file paths relative to the artifact."""
+    if isinstance(value, float):
+        rounded = round(value, FLOAT_DIGITS)
+        return 0.0 if rounded == 0 else rounded
+    if isinstance(value, dict):
+        out = {k: _normalize(v, directory, k) for k, v in value.items()}
+        if key in ("span", "sources", "datasets") or "sha256" in out:
+            for name in ("file", "path"):
+                if isinstance(out.get(name), str):
+                    out[name] = _relative(out[name], directory)
+        return out
+    if isinstance(value, list | tuple):
+        return [_normalize(v, directory, key) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- loading
+
+
+def read_artifact(path: str | Path) -> Artifact:
+    """Parse and validate an artifact file (no user code is imported)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{path}: no such artifact") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: cannot read: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise ArtifactError(f"{path}: not an lmpc artifact (no schema_version)")
+    version = data["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{path}: artifact schema version {version!r} is not supported by lmpc "
+            f"{__version__} (it reads version {SCHEMA_VERSION}); rebuild it"
+        )
+    try:
+        artifact = Artifact.model_validate(data)
+    except ValidationError as exc:
+        raise ArtifactError(f"{path}: invalid artifact: {_first_errors(exc)}") from exc
+    if artifact.program not in artifact.ir.modules:
+        raise ArtifactError(f"{path}: invalid artifact: program {artifact.program!r} "
+                            "is not one of its modules")
+    base = Path(artifact.ir.base_dir)
+    if not base.is_absolute():
+        artifact.ir.base_dir = str((path.parent / base).resolve())
+    return artifact
+
+
+def load_artifact(path: str | Path) -> tuple[ProgramIR, str]:
+    """The program IR and the name of its module, from an artifact file."""
+    artifact = read_artifact(path)
+    return artifact.ir, artifact.program
+
+
+def _first_errors(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in error["loc"]) or "(top)"
+        parts.append(f"at {where}: {error['msg']}")
+    more = len(exc.errors()) - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def looks_like_artifact(path: str | Path) -> bool:
+    """True for a JSON artifact, False for ``.lmp`` source (decided by content)."""
+    path = Path(path)
+    if path.suffix == ".lmp":
+        return False
+    if path.suffix == ".json":
+        return True
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(64).lstrip().startswith("{")
+    except OSError:
+        return False

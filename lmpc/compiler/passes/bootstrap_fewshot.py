@@ -1,0 +1,228 @@
+"""``bootstrap_fewshot``: a teacher's successful traces become demos (OPTIMIZERS.md).
+
+Parameters (defaults): ``max_bootstrapped_demos=4, max_labeled_demos=16, max_rounds=1,
+metric_threshold=none, max_errors=10, teacher=none``.
+
+1. The student is a copy of the program with its demos cleared. The teacher is the given
+   teacher — another module of the same shape, an LM name or an LM role — or a copy of
+   the student; a teacher without demos first gets ``labeled_fewshot(k=max_labeled_demos)``.
+2. The trainset is walked in order until ``max_bootstrapped_demos`` examples succeeded;
+   each is tried up to ``max_rounds`` times, later rounds at temperature 1.0 with a fresh
+   rollout index (so the cache does not return the same answer). The example being run
+   is hidden from the teacher's own demos.
+3. An attempt succeeds when ``metric(example, prediction, trace)`` is truthy — or, with
+   ``metric_threshold``, when the metric's grade reaches it. Every step of a successful
+   trace becomes a *bootstrapped* demo of its predictor (inputs and all outputs, the
+   reasoning of chain of thought included).
+4. Each predictor keeps its bootstrapped demos and is topped up to ``max_labeled_demos``
+   with a seeded sample of the training examples that were not bootstrapped.
+
+Before / after, for ``Classify(text) -> label`` with one ``predict`` step::
+
+    before: Classify.c  demos=[]
+    after:  Classify.c  demos=[bootstrapped {text, label} x4, labeled {text, label} x12]
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lmpc.compiler.ir import Demo, ProgramIR
+from lmpc.compiler.passes._demos import (
+    PassError,
+    attributed,
+    check_budget,
+    clear_demos,
+    demo_counts,
+    hidden_values,
+    labeled_demos,
+    reraise_if_over_budget,
+    rng_for,
+    seeded_sample,
+    trace_demos,
+)
+from lmpc.compiler.passes._teacher import Teacher, resolve_teacher
+from lmpc.compiler.passes.base import BudgetExceeded, Example, PassContext, PassResult
+
+log = logging.getLogger("lmpc")
+
+
+@dataclass(frozen=True)
+class BootstrapParams:
+    """The checked parameters of one bootstrap run."""
+
+    max_bootstrapped_demos: int = 4
+    max_labeled_demos: int = 16
+    max_rounds: int = 1
+    metric_threshold: float | None = None
+    max_errors: int = 10
+    teacher: str | None = None
+
+
+@dataclass
+class Walk:
+    """What walking the trainset produced (positions index the trainset walked)."""
+
+    demos: dict[str, list[Demo]] = field(default_factory=dict)
+    per_example: dict[int, dict[str, list[Demo]]] = field(default_factory=dict)
+    used: set[int] = field(default_factory=set)  # positions that succeeded
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    errors: int = 0
+
+
+def bootstrap_fewshot(
+    program: ProgramIR,
+    ctx: PassContext,
+    max_bootstrapped_demos: int = 4,
+    max_labeled_demos: int = 16,
+    max_rounds: int = 1,
+    metric_threshold: float | None = None,
+    max_errors: int = 10,
+    teacher: str | None = None,
+) -> PassResult:
+    """Bootstrap demos for every predictor of ``ctx.module`` from a teacher's traces."""
+    params = BootstrapParams(max_bootstrapped_demos, max_labeled_demos, max_rounds,
+                             metric_threshold, max_errors, teacher)
+    out, report = bootstrap(program, ctx, ctx.trainset, params,
+                            {"pass": "bootstrap_fewshot"})
+    return PassResult(program=out, report=report)
+
+
+def bootstrap(
+    program: ProgramIR,
+    ctx: PassContext,
+    trainset: list[Example],
+    params: BootstrapParams,
+    attribution: dict[str, Any],
+) -> tuple[ProgramIR, dict[str, Any]]:
+    """The four steps on ``trainset`` (in the order given); returns the student and a report.
+
+    Shared by random search, which calls it with shuffled trainsets.
+    """
+    student = clear_demos(program, ctx.module)
+    teacher = resolve_teacher(program, student, ctx, params.teacher, params.max_labeled_demos)
+    walk = walk_teacher(teacher, ctx, trainset, params, attribution)
+    _assign(student, ctx, trainset, walk, params)
+    report: dict[str, Any] = {
+        "params": asdict(params),
+        "teacher": teacher.describe(),
+        "examples_tried": len({a["example"] for a in walk.attempts}),
+        "bootstrapped_examples": sorted(trainset[i].index for i in walk.used),
+        "errors": walk.errors,
+        "attempts": walk.attempts,
+        "demos": demo_counts(student, ctx.module),
+    }
+    return student, report
+
+
+def walk_teacher(
+    teacher: Teacher,
+    ctx: PassContext,
+    trainset: list[Example],
+    params: BootstrapParams,
+    attribution: dict[str, Any],
+) -> Walk:
+    """Step 2 and 3: run the teacher on examples in order until enough succeed."""
+    walk = Walk()
+    for pos, example in enumerate(trainset):
+        if len(walk.used) >= params.max_bootstrapped_demos:
+            break
+        for round_ in range(params.max_rounds):
+            check_budget(ctx.budget)
+            hide = hidden_values(teacher.program, teacher.module, example)
+            run_ctx = _round_ctx(teacher.run_ctx, hide, example, round_, attribution)
+            attempt: dict[str, Any] = {"example": example.index, "round": round_}
+            walk.attempts.append(attempt)
+            trace = _attempt(teacher, ctx, example, run_ctx, params, attempt, walk)
+            if trace is not None:
+                walk.used.add(pos)
+                walk.per_example[pos] = trace_demos(trace, teacher.rename)
+                for pid, demos in walk.per_example[pos].items():
+                    walk.demos.setdefault(pid, []).extend(demos)
+                break
+        ctx.progress({"step": "bootstrap", "done": pos + 1, "total": len(trainset),
+                      "bootstrapped": len(walk.used)})
+    return walk
+
+
+def _round_ctx(base: Any, hide: dict[str, Any], example: Example, round_: int,
+               attribution: dict[str, Any]) -> Any:
+    """The teacher's run context for one attempt: hide the example; resample after round 0."""
+    run_ctx = attributed(base, **attribution, example=example.index, round=round_)
+    changes: dict[str, Any] = {"hide_example": hide}
+    if round_ > 0:
+        changes.update(temperature=1.0, rollout=(base.rollout or 0) + round_)
+    return run_ctx.derive(**changes)
+
+
+def _attempt(
+    teacher: Teacher,
+    ctx: PassContext,
+    example: Example,
+    run_ctx: Any,
+    params: BootstrapParams,
+    attempt: dict[str, Any],
+    walk: Walk,
+) -> list[Any] | None:
+    """One teacher run and its verdict: the trace when it succeeded, else None."""
+    from lmpc.runtime.execute import run_module  # the runtime imports the LM layer lazily
+
+    try:
+        prediction = run_module(teacher.program, teacher.module, example.inputs, run_ctx)
+        score = _score(ctx, example, prediction, params.metric_threshold)
+    except BudgetExceeded:
+        raise
+    except Exception as exc:  # any failure of one example is counted, never hidden
+        reraise_if_over_budget(ctx.budget)
+        walk.errors += 1
+        attempt["error"] = f"{type(exc).__name__}: {exc}"
+        log.info("bootstrap: example %s round %s failed: %s",
+                 example.index, attempt["round"], attempt["error"])
+        if walk.errors >= params.max_errors:
+            raise PassError(
+                f"bootstrapping stopped after {walk.errors} failed examples (max_errors = "
+                f"{params.max_errors}); the last one, {example.source or example.index}, "
+                f"failed with {attempt['error']}. Raise max_errors or fix the cause."
+            ) from exc
+        return None
+    attempt["score"] = score
+    ok = score >= params.metric_threshold if params.metric_threshold is not None \
+        else bool(score)
+    attempt["ok"] = ok
+    return prediction.trace if ok else None
+
+
+def _score(ctx: PassContext, example: Example, prediction: Any,
+           threshold: float | None) -> float:
+    """The metric on a trace; with a threshold, the metric's grade (strictness off)."""
+    graded = getattr(ctx.metric, "graded", None)
+    if threshold is not None and graded is not None:
+        return float(graded(example, prediction))
+    value = ctx.metric(example, prediction, prediction.trace)
+    return float(value) if isinstance(value, int | float) else float(bool(value))
+
+
+def _assign(
+    student: ProgramIR,
+    ctx: PassContext,
+    trainset: list[Example],
+    walk: Walk,
+    params: BootstrapParams,
+) -> None:
+    """Step 4: bootstrapped demos first, then a seeded top-up of unused labeled rows."""
+    unused = [ex for pos, ex in enumerate(trainset) if pos not in walk.used]
+    rng = rng_for(ctx.seed, "topup")
+    for pred in student.predictors_of(ctx.module):
+        boot = walk.demos.get(pred.id, [])[: params.max_bootstrapped_demos]
+        room = max(params.max_labeled_demos - len(boot), 0)
+        pool = seeded_sample(unused, len(unused), rng)
+        pred.demos = boot + labeled_demos(student, ctx.module, pred, pool, room)
+
+
+def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
+    """At most every training example, every round, one run of the program each."""
+    from lmpc.compiler.passes._teacher import calls_per_run
+
+    return n_train * int(params.get("max_rounds", 1)) * calls_per_run(program)

@@ -1,0 +1,152 @@
+"""``bootstrap_random_search`` (alias ``random_search``): many demo sets, best on the valset.
+
+Parameters: those of ``bootstrap_fewshot`` plus ``num_candidate_programs=16`` and
+``stop_at_score=none``. Candidates are built by seed (OPTIMIZERS.md):
+
+- seed −3: zero-shot (every demo cleared);
+- seed −2: ``labeled_fewshot(k=max_labeled_demos)`` only;
+- seed −1: ``bootstrap_fewshot`` on the trainset in its order;
+- seed s ≥ 0 (s < ``num_candidate_programs``): the trainset shuffled with seed s, and
+  ``max_bootstrapped_demos`` drawn between 1 and the maximum with seed s, then bootstrap.
+
+Each candidate is scored on the full valset (the trainset when there is none) with
+``evaluate``; the best is returned (ties go to the earlier seed), and every scored
+candidate is kept in ``PassResult.candidates``, best first, for a later ``ensemble``.
+Reaching ``stop_at_score`` stops the search; so does the build's budget, keeping the best
+candidate so far (``report["stopped"] == "budget"``).
+
+Before / after::
+
+    before: Classify.c demos=[]
+    after:  Classify.c demos=<the best of 19 candidates, e.g. seed 3: 2 bootstrapped +
+            14 labeled>;  candidates=[seed 3: 0.91, seed -1: 0.88, ..., seed -3: 0.40]
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, replace
+from typing import Any
+
+from lmpc.compiler.ir import ProgramIR
+from lmpc.compiler.passes._demos import (
+    attributed,
+    check_budget,
+    clear_demos,
+    demo_counts,
+    reraise_if_over_budget,
+    rng_for,
+)
+from lmpc.compiler.passes._teacher import calls_per_run
+from lmpc.compiler.passes.base import BudgetExceeded, Candidate, PassContext, PassResult
+from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, bootstrap
+from lmpc.compiler.passes.labeled_fewshot import apply_labeled
+
+log = logging.getLogger("lmpc")
+PASS = "bootstrap_random_search"
+_LABELS = {-3: "zero-shot", -2: "labeled only", -1: "bootstrap, unshuffled"}
+
+
+def bootstrap_random_search(
+    program: ProgramIR,
+    ctx: PassContext,
+    max_bootstrapped_demos: int = 4,
+    max_labeled_demos: int = 16,
+    max_rounds: int = 1,
+    metric_threshold: float | None = None,
+    max_errors: int = 10,
+    teacher: str | None = None,
+    num_candidate_programs: int = 16,
+    stop_at_score: float | None = None,
+) -> PassResult:
+    """Build candidates by seed, score each on the valset, return the best."""
+    params = BootstrapParams(max_bootstrapped_demos, max_labeled_demos, max_rounds,
+                             metric_threshold, max_errors, teacher)
+    valset = ctx.valset or ctx.trainset
+    scored: list[tuple[int, Candidate]] = []
+    rows: list[dict[str, Any]] = []
+    report: dict[str, Any] = {
+        "params": {**asdict(params), "num_candidate_programs": num_candidate_programs,
+                   "stop_at_score": stop_at_score},
+        "valset": "val" if ctx.valset else "train",
+        "candidates": rows,
+    }
+    try:
+        for seed in range(-3, num_candidate_programs):
+            check_budget(ctx.budget)
+            cand, row = _build(program, ctx, params, seed)
+            rows.append(row)
+            row["score"] = _score(cand, ctx, valset, seed, row)
+            scored.append((seed, Candidate(cand, row["score"], row["label"])))
+            best = max(c.score for _, c in scored)
+            ctx.progress({"pass": PASS, "candidate": row["label"], "score": row["score"],
+                          "best": best})
+            if stop_at_score is not None and row["score"] >= stop_at_score:
+                report["stopped"] = "stop_at_score"
+                break
+    except BudgetExceeded:
+        if not scored:
+            raise
+        report["stopped"] = "budget"
+        log.info("random search: budget reached after %d candidates", len(scored))
+    candidates = [c for _, c in sorted(scored, key=lambda sc: -sc[1].score)]
+    report["best"] = candidates[0].label
+    report["best_score"] = candidates[0].score
+    return PassResult(program=candidates[0].program, candidates=candidates, report=report)
+
+
+def _build(
+    program: ProgramIR, ctx: PassContext, params: BootstrapParams, seed: int
+) -> tuple[ProgramIR, dict[str, Any]]:
+    """The candidate program of one seed and its report row."""
+    row: dict[str, Any] = {"seed": seed}
+    attribution = {"pass": PASS, "candidate": seed}
+    if seed == -3:
+        cand = clear_demos(program, ctx.module)
+    elif seed == -2:
+        cand = clear_demos(program, ctx.module)
+        apply_labeled(cand, ctx.module, ctx.trainset, params.max_labeled_demos, True, ctx.seed)
+    elif seed == -1:
+        cand, row["bootstrap"] = bootstrap(program, ctx, ctx.trainset, params, attribution)
+    else:
+        trainset = list(ctx.trainset)
+        rng = rng_for(ctx.seed, f"candidate:{seed}")
+        rng.shuffle(trainset)
+        size = rng.randint(1, max(params.max_bootstrapped_demos, 1))
+        row["max_bootstrapped_demos"] = size
+        cand, row["bootstrap"] = bootstrap(
+            program, ctx, trainset, replace(params, max_bootstrapped_demos=size), attribution
+        )
+    row["label"] = f"seed={seed}" + (f" ({_LABELS[seed]})" if seed in _LABELS else "")
+    row["demos"] = demo_counts(cand, ctx.module)
+    return cand, row
+
+
+def _score(cand: ProgramIR, ctx: PassContext, valset: list[Any], seed: int,
+           row: dict[str, Any]) -> float:
+    """The candidate's mean metric on the full valset (failures score 0 and are counted)."""
+    from lmpc.eval.evaluate import evaluate  # evaluation pulls in the runtime lazily
+
+    run_ctx = attributed(ctx.run_ctx, **{"pass": PASS, "candidate": seed, "step": "eval"})
+    result = evaluate(cand, ctx.module, valset, ctx.metric, run_ctx, ctx.threads,
+                      failure_score=0.0,
+                      progress=lambda e: ctx.progress({"step": f"scoring seed {seed}", **e}))
+    reraise_if_over_budget(ctx.budget)  # a half-run candidate's score means nothing
+    row["failures"] = result.failures
+    row["n"] = result.n
+    return float(result.score)
+
+
+def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
+    """New LM calls with the cache on: one teacher walk plus a full evaluation per candidate.
+
+    Every bootstrapping candidate runs the same teacher on the same examples (round 0 is
+    identical across seeds), so only the first walk over an example is a new call.
+    """
+    n_candidates = int(params.get("num_candidate_programs", 16)) + 3
+    boot = n_train * int(params.get("max_rounds", 1))
+    return (boot + n_candidates * (n_val or n_train)) * calls_per_run(program)
+
+
+#: The name OPTIMIZERS.md and DSPy users know it by.
+random_search = bootstrap_random_search

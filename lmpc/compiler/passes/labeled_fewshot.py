@@ -1,0 +1,67 @@
+"""``labeled_fewshot(k=16, sample=true)``: training rows become demos, no LM calls.
+
+Every predictor of the optimized module gets up to ``k`` training examples as labeled
+demos: a seeded sample of the trainset, or its first ``k`` rows when ``sample`` is false.
+A demo holds the row's fields that the predictor's signature has (inputs and outputs).
+
+Before / after, for ``QA(q) -> a`` with ``predict Answer(question = q)``:
+
+>>> from lmpc.compiler.ir import *
+>>> from lmpc.compiler.passes.base import Example, PassContext
+>>> s = TypeRef(kind="str")
+>>> sig = SignatureIR(name="Answer", inputs=[FieldIR(name="question", type=s)],
+...                   outputs=[FieldIR(name="a", type=s)])
+>>> prog = ProgramIR(
+...     signatures={"Answer": sig},
+...     predictors={"QA.p": PredictorIR(id="QA.p", signature=sig)},
+...     modules={"QA": ModuleIR(name="QA", inputs=[FieldIR(name="q", type=s)],
+...         steps=[StepIR(name="p", kind="predictor", predictor="QA.p",
+...                       args={"question": ExprIR(kind="ref", path=["q"])})],
+...         returns={"a": ExprIR(kind="ref", path=["p", "a"])})})
+>>> train = [Example({"q": f"{i}+1?"}, {"a": str(i + 1)}, index=i) for i in range(5)]
+>>> ctx = PassContext(module="QA", trainset=train, valset=[], metric=None, run_ctx=None)
+>>> out = labeled_fewshot(prog, ctx, k=2, sample=False).program
+>>> prog.predictors["QA.p"].demos, [d.values for d in out.predictors["QA.p"].demos]
+([], [{'question': '0+1?', 'a': '1'}, {'question': '1+1?', 'a': '2'}])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmpc.compiler.ir import ProgramIR
+from lmpc.compiler.passes._demos import demo_counts, labeled_demos, rng_for, seeded_sample
+from lmpc.compiler.passes.base import Example, PassContext, PassResult
+
+
+def labeled_fewshot(
+    program: ProgramIR, ctx: PassContext, k: int = 16, sample: bool = True
+) -> PassResult:
+    """Give each predictor of ``ctx.module`` ``k`` labeled demos from the trainset."""
+    out = program.model_copy(deep=True)
+    apply_labeled(out, ctx.module, ctx.trainset, k, sample, ctx.seed)
+    report: dict[str, Any] = {
+        "params": {"k": k, "sample": sample},
+        "seed": ctx.seed,
+        "demos": demo_counts(out, ctx.module),
+    }
+    return PassResult(program=out, report=report)
+
+
+def apply_labeled(
+    program: ProgramIR, module: str, trainset: list[Example], k: int, sample: bool, seed: int
+) -> None:
+    """Replace (in place) the demos of ``module``'s predictors with ``k`` labeled rows.
+
+    Every predictor draws from the same seeded order, as one sample per program, so
+    that two predictors of one module see the same examples.
+    """
+    rows = seeded_sample(trainset, len(trainset), rng_for(seed, "labeled")) if sample \
+        else list(trainset)
+    for pred in program.predictors_of(module):
+        pred.demos = labeled_demos(program, module, pred, rows, k)
+
+
+def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
+    """Labeled demos need no LM calls."""
+    return 0

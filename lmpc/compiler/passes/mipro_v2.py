@@ -1,0 +1,581 @@
+"""``mipro_v2``: propose instructions, bootstrap demo sets, search their combinations.
+
+Parameters (defaults): ``auto=light, num_candidates=none, num_trials=none,
+max_bootstrapped_demos=4, max_labeled_demos=4, minibatch=true, minibatch_size=35,
+minibatch_full_eval_steps=5, seed=9, init_temperature=1.0, program_aware=true,
+data_aware=true, tip_aware=true, fewshot_aware=true, storage=none``
+(OPTIMIZERS.md "Instructions").
+
+- Presets: light → 6 candidates, val capped at 100; medium → 12 / 300; heavy → 18 /
+  1000; ``auto = none`` takes ``num_candidates`` and ``num_trials``. With no valset the
+  last 80% of the trainset (at most 1000 rows) becomes the valset. Trials =
+  ``max(2·V·log2(n), 1.5·n)`` for n candidates and V = P predictors (2P when demo sets
+  are chosen too). With both demo maxima 0 the search is over instructions only.
+1. Bootstrap n demo sets per predictor with random search's seed scheme (slot 0 is the
+   program's current demos — zero-shot when it has none — then −2 labeled only, −1
+   unshuffled bootstrap, then seeded shuffles).
+2. Propose n − 1 instructions per predictor with the grounded proposer (slot 0 keeps
+   the original instruction).
+3. Search with Optuna's seeded multivariate TPE sampler: each trial picks an
+   instruction and a demo set per predictor and scores the program on a seeded random
+   minibatch of the valset. The unchanged program is fully evaluated first and
+   registered as trial 0; every ``minibatch_full_eval_steps`` trials and at the end, the
+   combination with the best mean minibatch score that lacks a full evaluation gets one.
+   The program with the best full score is returned.
+
+The study is stored (``storage``: None → ``optuna.sqlite3`` in the lmpc cache folder,
+a path, an Optuna RDB URL, or ``"memory"``) under a name derived from the program, data,
+parameters and seed, together with the proposed candidates: an interrupted build
+resumes its completed trials, and several processes can work one study together.
+
+Before / after, for ``Classify(text) -> label`` with one ``predict`` step::
+
+    before: Classify.c  instructions="Classify the text."  demos=[]
+    after:  Classify.c  instructions=<candidate 3>  demos=<demo set 2: 4 bootstrapped>
+            report.trials = [{number 0, baseline, full 0.41}, {number 1, mb 0.57}, ...]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from lmpc.compiler.ir import Demo, ProgramIR
+from lmpc.compiler.passes import _study
+from lmpc.compiler.passes._demos import (
+    attributed,
+    check_budget,
+    clear_demos,
+    rng_for,
+    seeded_sample,
+)
+from lmpc.compiler.passes._propose import (
+    ProposerSwitches,
+    proposal_calls,
+    propose_instructions,
+    stop_if_exceeded,
+)
+from lmpc.compiler.passes.base import (
+    BudgetExceeded,
+    Candidate,
+    Example,
+    PassContext,
+    PassResult,
+)
+from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, bootstrap
+from lmpc.compiler.passes.copro import module_predictors, predictor_calls
+from lmpc.compiler.passes.labeled_fewshot import apply_labeled
+
+log = logging.getLogger("lmpc")
+PASS = "mipro_v2"
+
+#: auto preset → (candidates per predictor, valset cap)
+PRESETS: dict[str, tuple[int, int]] = {"light": (6, 100), "medium": (12, 300),
+                                       "heavy": (18, 1000)}
+AUTO_VAL_SHARE = 0.8  # with no valset, this share of the trainset (its end) validates
+MAX_AUTO_VAL = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved search size."""
+
+    num_candidates: int
+    num_trials: int
+    val_cap: int | None
+    fewshot: bool
+
+
+def num_trials_for(n_predictors: int, num_candidates: int, fewshot: bool) -> int:
+    """``max(2·V·log2(n), 1.5·n)`` trials, V = P (2P when demo sets are searched too).
+
+    >>> num_trials_for(1, 6, fewshot=True), num_trials_for(1, 6, fewshot=False)
+    (10, 9)
+    >>> num_trials_for(3, 12, fewshot=True)
+    43
+    """
+    variables = n_predictors * (2 if fewshot else 1)
+    return max(int(max(2 * variables * math.log2(num_candidates), 1.5 * num_candidates)), 1)
+
+
+def resolve_settings(
+    n_predictors: int, auto: str | None, num_candidates: int | None, num_trials: int | None,
+    max_bootstrapped_demos: int, max_labeled_demos: int,
+) -> Settings:
+    """Candidates, trials and valset cap from the preset (or the manual values)."""
+    fewshot = max_bootstrapped_demos > 0 or max_labeled_demos > 0
+    if auto is None:
+        if num_candidates is None or num_trials is None:
+            raise ValueError("mipro_v2 with auto = none needs num_candidates and num_trials")
+        return Settings(num_candidates, num_trials, None, fewshot)
+    if auto not in PRESETS:
+        raise ValueError(f"mipro_v2.auto must be one of {', '.join(PRESETS)} or none, "
+                         f"got {auto!r}")
+    if num_candidates is not None or num_trials is not None:
+        raise ValueError(f"mipro_v2: auto = {auto} sets num_candidates and num_trials; "
+                         "write auto = none to set them")
+    n, cap = PRESETS[auto]
+    return Settings(n, num_trials_for(n_predictors, n, fewshot), cap, fewshot)
+
+
+def split_data(
+    trainset: list[Example], valset: list[Example], val_cap: int | None, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """(trainset, valset): carve the valset off the trainset's end if none; cap it."""
+    if not valset:
+        if len(trainset) < 2:
+            raise ValueError("mipro_v2 needs a valset, or a trainset of at least 2 rows "
+                             "to take one from")
+        n_val = min(MAX_AUTO_VAL, max(1, int(len(trainset) * AUTO_VAL_SHARE)))
+        trainset, valset = trainset[: len(trainset) - n_val], trainset[len(trainset) - n_val:]
+    if val_cap is not None and len(valset) > val_cap:
+        picked = sorted(seeded_sample(list(range(len(valset))), val_cap,
+                                      rng_for(seed, "valset")))
+        valset = [valset[i] for i in picked]
+    return trainset, valset
+
+
+@dataclass
+class _Space:
+    """The search space: instruction and demo-set candidates per predictor."""
+
+    instructions: dict[str, list[str]]
+    demo_sets: dict[str, list[list[Demo]]]
+    proposer: dict[str, Any]
+
+    def distributions(self) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution
+
+        out: dict[str, Any] = {}
+        for pid, options in self.instructions.items():
+            out[f"{pid}:instruction"] = CategoricalDistribution(list(range(len(options))))
+            if len(self.demo_sets.get(pid, [])) > 1:
+                out[f"{pid}:demos"] = CategoricalDistribution(
+                    list(range(len(self.demo_sets[pid]))))
+        return out
+
+    def build(self, program: ProgramIR, params: dict[str, int]) -> ProgramIR:
+        """The program with the picked instruction and demo set of every predictor."""
+        out = program.model_copy(deep=True)
+        for pid, options in self.instructions.items():
+            pred = out.predictors[pid]
+            pred.signature.instructions = options[params.get(f"{pid}:instruction", 0)]
+            sets = self.demo_sets.get(pid)
+            if sets:
+                pred.demos = [d.model_copy(deep=True) for d in sets[params.get(f"{pid}:demos", 0)]]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "instructions": self.instructions,
+            "demo_sets": {pid: [[d.model_dump() for d in s] for s in sets]
+                          for pid, sets in self.demo_sets.items()},
+            "proposer": self.proposer,
+        }, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> _Space:
+        data = json.loads(text)
+        sets = {pid: [[Demo.model_validate(d) for d in s] for s in v]
+                for pid, v in data["demo_sets"].items()}
+        return cls(data["instructions"], sets, data["proposer"])
+
+
+def mipro_v2(
+    program: ProgramIR,
+    ctx: PassContext,
+    auto: str | None = "light",
+    num_candidates: int | None = None,
+    num_trials: int | None = None,
+    max_bootstrapped_demos: int = 4,
+    max_labeled_demos: int = 4,
+    minibatch: bool = True,
+    minibatch_size: int = 35,
+    minibatch_full_eval_steps: int = 5,
+    seed: int = 9,
+    init_temperature: float = 1.0,
+    program_aware: bool = True,
+    data_aware: bool = True,
+    tip_aware: bool = True,
+    fewshot_aware: bool = True,
+    storage: str | None = None,
+) -> PassResult:
+    """Search instructions and demo sets of ``ctx.module``'s predictors (see the module doc)."""
+    params = {k: v for k, v in locals().items() if k not in ("program", "ctx")}
+    preds = [p.id for p in program.predictors_of(ctx.module)]
+    settings = resolve_settings(len(preds), auto, num_candidates, num_trials,
+                                max_bootstrapped_demos, max_labeled_demos)
+    trainset, valset = split_data(ctx.trainset, ctx.valset, settings.val_cap, seed)
+    pctx = replace(ctx, trainset=trainset, valset=valset, seed=seed)
+    projected = _projected(program, ctx.module, len(trainset), len(valset), settings, params)
+    log.info("mipro_v2: %d candidates, %d trials, %d train / %d val rows; projected LM "
+             "calls: %d", settings.num_candidates, settings.num_trials, len(trainset),
+             len(valset), projected)
+    report: dict[str, Any] = {
+        "params": {k: v for k, v in params.items() if k != "storage"},
+        "settings": {**asdict(settings), "train": len(trainset), "val": len(valset)},
+        "projected_calls": projected,
+    }
+    search = _Search(program, pctx, settings, params, report)
+    return search.run()
+
+
+# ---------------------------------------------------------------- the search
+
+
+class _Search:
+    """One MIPROv2 run: prepare (or load) the space, then the trial loop."""
+
+    def __init__(self, program: ProgramIR, ctx: PassContext, settings: Settings,
+                 params: dict[str, Any], report: dict[str, Any]) -> None:
+        self.program = program
+        self.ctx = ctx
+        self.settings = settings
+        self.params = params
+        self.report = report
+        self.space: _Space | None = None
+        self.study: Any = None
+        n_val = len(ctx.valset)
+        self.minibatch = bool(params["minibatch"]) and params["minibatch_size"] < n_val
+        self.batch_size = min(int(params["minibatch_size"]), n_val)
+
+    def run(self) -> PassResult:
+        try:
+            self._open()
+            self._prepare()
+            self._baseline()
+            self._trials()
+            steps = int(self.params["minibatch_full_eval_steps"])
+            if self.minibatch and (len(_study.completed(self.study)) - 1) % steps:
+                self._full_eval_best()  # the trials since the last periodic one
+        except BudgetExceeded:
+            self.report["stopped"] = "budget"
+            log.info("mipro_v2: budget reached; keeping the best program so far")
+        return self._result()
+
+    # ------------------------------------------------------------ setup
+
+    def _open(self) -> None:
+        key = {
+            "program": _hash(self.program.model_dump_json()),
+            "module": self.ctx.module,
+            "data": _hash(json.dumps([[e.values for e in self.ctx.trainset],
+                                      [e.values for e in self.ctx.valset]],
+                                     sort_keys=True, default=str)),
+            "params": {k: v for k, v in self.params.items() if k != "storage"},
+            "lms": [_model_of(c) for c in (self.ctx.run_ctx, self.ctx.prompt_ctx,
+                                           self.ctx.teacher_ctx)],
+        }
+        name = _study.study_name(PASS, key, int(self.params["seed"]))
+        self.study = _study.open_study(name, self.params["storage"], int(self.params["seed"]))
+        done, _ = _study.counts(self.study)
+        self.report["study"] = {"name": name, "resumed_trials": done}
+        if done:
+            log.info("mipro_v2: resuming study %s with %d completed trials", name, done)
+
+    def _prepare(self) -> None:
+        """Load the candidates from the study, or build them and store them there."""
+        stored = self.study.user_attrs.get("space")
+        if stored is None:
+            space = self._build_space()
+            stored = self.study.user_attrs.get("space")  # another process may have won
+            if stored is None:
+                self.study.set_user_attr("space", space.to_json())
+                self.space = space
+                return
+        self.space = _Space.from_json(stored)
+
+    def _build_space(self) -> _Space:
+        ctx, n = self.ctx, self.settings.num_candidates
+        demo_sets = self._demo_sets() if self.settings.fewshot else {
+            p.id: [list(p.demos)] for p in self.program.predictors_of(ctx.module)}
+        p = self.params
+        switches = ProposerSwitches(p["program_aware"], p["data_aware"], p["tip_aware"],
+                                    p["fewshot_aware"] and self.settings.fewshot)
+        proposals = propose_instructions(self.program, ctx, n, demo_sets, switches,
+                                         float(p["init_temperature"]), int(p["seed"]),
+                                         {"pass": PASS, "stage": "propose"})
+        return _Space(proposals.instructions, demo_sets, proposals.report)
+
+    def _demo_sets(self) -> dict[str, list[list[Demo]]]:
+        """n demo sets per predictor: current demos, then seeds −2, −1, 0, 1, ..."""
+        ctx = self.ctx
+        bparams = BootstrapParams(max_bootstrapped_demos=self.params["max_bootstrapped_demos"],
+                                  max_labeled_demos=self.params["max_labeled_demos"])
+        preds = self.program.predictors_of(ctx.module)
+        sets: dict[str, list[list[Demo]]] = {p.id: [list(p.demos)] for p in preds}
+        for seed in range(-2, self.settings.num_candidates - 3):
+            check_budget(ctx.budget)
+            cand = _seeded_candidate(self.program, ctx, bparams, seed)
+            for pred in cand.predictors_of(ctx.module):
+                sets[pred.id].append(list(pred.demos))
+        return sets
+
+    # ------------------------------------------------------------ evaluation
+
+    def _evaluate(self, prog: ProgramIR, examples: list[Example], **attribution: Any) -> float:
+        from lmpc.eval.evaluate import evaluate  # evaluation pulls in the runtime lazily
+
+        run_ctx = attributed(self.ctx.run_ctx, **{"pass": PASS, **attribution})
+        result = evaluate(prog, self.ctx.module, examples, self.ctx.metric, run_ctx,
+                          self.ctx.threads, failure_score=0.0)
+        stop_if_exceeded(self.ctx.budget)
+        return float(result.score)
+
+    def _full(self, params: dict[str, int], label: str) -> float:
+        """Fully evaluate one combination and remember its score in the study."""
+        assert self.space is not None
+        check_budget(self.ctx.budget)
+        score = self._evaluate(self.space.build(self.program, params), self.ctx.valset,
+                               step="full_eval", combo=label)
+        fulls = self._fulls()
+        self.study.set_user_attr(f"full:{_combo_key(params)}",
+                                 {"score": score, "params": params, "order": len(fulls)})
+        return score
+
+    def _fulls(self) -> dict[str, dict[str, Any]]:
+        return {k[5:]: v for k, v in self.study.user_attrs.items() if k.startswith("full:")}
+
+    def _baseline(self) -> None:
+        """Fully evaluate the unchanged program and register it as the first trial."""
+        import optuna
+
+        assert self.space is not None
+        if any(t.user_attrs.get("baseline") for t in _study.completed(self.study)):
+            return
+        params = {name: 0 for name in self.space.distributions()}
+        score = self._full(params, "baseline")
+        self.study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=self.space.distributions(), value=score,
+            user_attrs={"baseline": True, "full_score": score}))
+        self._event(0, score)
+
+    def _trials(self) -> None:
+        """Ask, evaluate on a minibatch (or fully), tell — until the study has enough."""
+        assert self.space is not None
+        dists = self.space.distributions()
+        target = self.settings.num_trials + 1  # + the baseline
+        while True:
+            done, running = _study.counts(self.study)
+            if done + running >= target:
+                break
+            check_budget(self.ctx.budget)
+            trial = _study.ask(self.study, dists)
+            with _study.heartbeat(self.study, trial):
+                score = self._run_trial(trial)
+                self.study.tell(trial, score)
+            self._event(trial.number, score)
+            finished = len(_study.completed(self.study)) - 1
+            if self.minibatch and finished % int(self.params["minibatch_full_eval_steps"]) == 0:
+                self._full_eval_best()
+
+    def _run_trial(self, trial: Any) -> float:
+        assert self.space is not None
+        params = dict(trial.params)
+        prog = self.space.build(self.program, params)
+        if not self.minibatch:
+            known = self._fulls().get(_combo_key(params))
+            score = known["score"] if known else self._full(params, f"trial {trial.number}")
+            trial.set_user_attr("full_score", score)
+            return score
+        rng = rng_for(int(self.params["seed"]), f"minibatch:{trial.number}")
+        picked = sorted(rng.sample(range(len(self.ctx.valset)), self.batch_size))
+        trial.set_user_attr("minibatch", picked)
+        return self._evaluate(prog, [self.ctx.valset[i] for i in picked],
+                              step="trial", trial=trial.number)
+
+    def _full_eval_best(self) -> None:
+        """Fully evaluate the best-mean-minibatch combination that has no full score yet."""
+        fulls = self._fulls()
+        groups: dict[str, list[float]] = {}
+        params_of: dict[str, dict[str, int]] = {}
+        for t in _study.completed(self.study):
+            if t.user_attrs.get("baseline") or t.value is None:
+                continue
+            key = _combo_key(t.params)
+            groups.setdefault(key, []).append(float(t.value))
+            params_of.setdefault(key, dict(t.params))
+        pending = [(sum(v) / len(v), k) for k, v in groups.items() if k not in fulls]
+        if not pending:
+            return
+        best_key = max(pending, key=lambda sk: sk[0])[1]  # first of equals: earliest trial
+        self._full(params_of[best_key], f"best minibatch {best_key}")
+
+    def _event(self, number: int, score: float) -> None:
+        fulls = self._fulls()
+        best = max((v["score"] for v in fulls.values()), default=None)
+        self.ctx.progress({"pass": PASS, "trial": number, "of": self.settings.num_trials,
+                           "score": score, "best": best})
+
+    # ------------------------------------------------------------ result
+
+    def _result(self) -> PassResult:
+        report = self.report
+        if self.space is None or self.study is None:
+            return PassResult(program=self.program.model_copy(deep=True), report=report)
+        report["instructions"] = self.space.instructions
+        report["demo_sets"] = {pid: [len(s) for s in sets]
+                               for pid, sets in self.space.demo_sets.items()}
+        report["proposer"] = self.space.proposer
+        fulls = self._fulls()
+        report["trials"] = [_trial_row(t, fulls) for t in _study.completed(self.study)]
+        ranked = sorted(fulls.items(), key=lambda kv: (-kv[1]["score"], kv[1]["order"]))
+        report["full_evals"] = [{"params": _readable(v["params"]), "score": v["score"]}
+                                for _, v in sorted(fulls.items(), key=lambda kv: kv[1]["order"])]
+        if not ranked:
+            return PassResult(program=self.program.model_copy(deep=True), report=report)
+        candidates = [Candidate(self.space.build(self.program, v["params"]), v["score"],
+                                f"mipro_v2 {_combo_key(v['params'])}") for _, v in ranked]
+        report["best"] = {"params": _readable(ranked[0][1]["params"]),
+                          "score": ranked[0][1]["score"]}
+        baseline = next((v["score"] for k, v in fulls.items()
+                         if all(x == 0 for x in v["params"].values())), None)
+        report["baseline_score"] = baseline
+        return PassResult(program=candidates[0].program, candidates=candidates, report=report)
+
+
+def _seeded_candidate(program: ProgramIR, ctx: PassContext, params: BootstrapParams,
+                      seed: int) -> ProgramIR:
+    """Random search's candidate for ``seed`` ≥ −2, built from the few-shot passes' parts.
+
+    The same rng tags as ``bootstrap_random_search`` keep the shuffles (and so the cached
+    teacher calls) the same for the same seed.
+    """
+    attribution = {"pass": PASS, "stage": "bootstrap", "candidate": seed}
+    if seed == -2:
+        cand = clear_demos(program, ctx.module)
+        apply_labeled(cand, ctx.module, ctx.trainset, params.max_labeled_demos, True, ctx.seed)
+        return cand
+    if seed == -1 or params.max_bootstrapped_demos == 0:
+        return bootstrap(program, ctx, ctx.trainset, params, attribution)[0]
+    trainset = list(ctx.trainset)
+    rng = rng_for(ctx.seed, f"candidate:{seed}")
+    rng.shuffle(trainset)
+    size = rng.randint(1, params.max_bootstrapped_demos)
+    return bootstrap(program, ctx, trainset, replace(params, max_bootstrapped_demos=size),
+                     attribution)[0]
+
+
+def _combo_key(params: dict[str, Any]) -> str:
+    return ",".join(f"{k}={params[k]}" for k in sorted(params))
+
+
+def _readable(params: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """``{"P.x:instruction": 2}`` → ``{"P.x": {"instruction": 2}}``."""
+    out: dict[str, dict[str, int]] = {}
+    for name, value in sorted(params.items()):
+        pid, _, what = name.rpartition(":")
+        out.setdefault(pid, {})[what] = int(value)
+    return out
+
+
+def _trial_row(trial: Any, fulls: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    full = fulls.get(_combo_key(trial.params))
+    baseline = bool(trial.user_attrs.get("baseline"))
+    return {
+        "number": trial.number,
+        "params": _readable(trial.params),
+        "baseline": baseline,
+        "minibatch_score": None if baseline or "minibatch" not in trial.user_attrs
+        else trial.value,
+        "minibatch_size": len(trial.user_attrs.get("minibatch", [])) or None,
+        "full_score": full["score"] if full else None,
+    }
+
+
+def _model_of(run_ctx: Any) -> str | None:
+    """The task model of a run context (a study must not mix trials of two models)."""
+    lm = getattr(run_ctx, "task_lm", None)
+    return getattr(lm, "model", None)
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- projections
+
+
+def _projected(program: ProgramIR, module: str, n_train: int, n_val: int,
+               settings: Settings, params: dict[str, Any]) -> int:
+    preds = program.predictors_of(module)
+    return _calls(preds, n_train, n_val, settings, params)
+
+
+def _calls(preds: list[Any], n_train: int, n_val: int, settings: Settings,
+           params: dict[str, Any]) -> int:
+    """New LM calls with a cold cache if every bootstrap attempt succeeds.
+
+    Bootstrapping: the teacher runs once per distinct training example walked (every
+    demo set uses the same teacher, so a walk over an example already run is a cache
+    hit). Proposing: see ``proposal_calls``. Search: the baseline's full evaluation, a
+    minibatch per trial, and per periodic full evaluation the valset rows its
+    combination's minibatch did not already cover.
+    """
+    per_run = sum(predictor_calls(p) for p in preds) or 1
+    n = settings.num_candidates
+    walked = _walked(n_train, n, params, settings.fewshot)
+    switches = ProposerSwitches(params["program_aware"], params["data_aware"],
+                                params["tip_aware"], params["fewshot_aware"])
+    propose = proposal_calls(n_train, len(preds), n, switches)
+    combos = (n * (n if settings.fewshot else 1)) ** len(preds)
+    return (walked + _search_rows(n_val, settings.num_trials, combos, params)) * per_run \
+        + propose
+
+
+def _search_rows(n_val: int, trials: int, combos: int, params: dict[str, Any]) -> int:
+    """Expected valset rows run fresh by the search (the cache serves repeats).
+
+    Trials pick combinations about uniformly (TPE starts with random trials), so a
+    combination gets Binomial(T, 1/C) trials and its distinct minibatch rows follow; the
+    baseline's rows are all cached by its full evaluation. A full evaluation runs the
+    rows its combination's minibatches did not cover.
+    """
+    others = max(combos - 1, 0)
+    visited = others * (1 - (1 - 1 / combos) ** trials) if combos else 0.0
+    if not (params["minibatch"] and params["minibatch_size"] < n_val):
+        return round(n_val * (1 + visited))
+    q = int(params["minibatch_size"]) / n_val
+    trial_rows = others * n_val * (1 - (1 - q / combos) ** trials)
+    steps = int(params["minibatch_full_eval_steps"])
+    fulls = min(math.ceil(trials / steps), visited)
+    per_combo = trials / visited if visited else 1.0
+    full_rows = fulls * n_val * (1 - q) ** per_combo
+    return round(n_val + trial_rows + full_rows)
+
+
+def _walked(n_train: int, n: int, params: dict[str, Any], fewshot: bool) -> int:
+    """Distinct training examples the teacher runs on over all bootstrapped demo sets."""
+    max_boot = int(params["max_bootstrapped_demos"])
+    if not fewshot or max_boot == 0 or n < 3:
+        return 0
+    positions = list(range(n_train))
+    seen = set(positions[:max_boot])  # seed −1: the trainset in order
+    seed = int(params["seed"])
+    for s in range(0, n - 3):
+        order = list(positions)
+        rng = rng_for(seed, f"candidate:{s}")
+        rng.shuffle(order)
+        seen.update(order[: rng.randint(1, max_boot)])
+    return len(seen)
+
+
+def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
+    """Projected new LM calls (cold cache, every bootstrap attempt succeeding)."""
+    full = {"auto": "light", "num_candidates": None, "num_trials": None,
+            "max_bootstrapped_demos": 4, "max_labeled_demos": 4, "minibatch": True,
+            "minibatch_size": 35, "minibatch_full_eval_steps": 5, "seed": 9,
+            "program_aware": True, "data_aware": True, "tip_aware": True,
+            "fewshot_aware": True, **params}
+    preds = module_predictors(program)
+    settings = resolve_settings(len(preds), full["auto"], full["num_candidates"],
+                                full["num_trials"], full["max_bootstrapped_demos"],
+                                full["max_labeled_demos"])
+    train = [Example({}, {}, index=i) for i in range(n_train)]
+    val = [Example({}, {}, index=i) for i in range(n_val)]
+    train, val = split_data(train, val, settings.val_cap, int(full["seed"]))
+    return _calls(preds, len(train), len(val), settings, full)

@@ -1,0 +1,352 @@
+"""The pass driver: run an ``optimize`` block's passes in order over its data.
+
+``PASSES`` maps every pass name to its function, imported from
+``lmpc.compiler.passes.<name>`` only when used. ``run_optimize`` loads and splits the
+dataset, scores the unoptimized program on val and test, runs the passes (each starts
+from the previous result and sees the previous pass's candidates), then scores the
+result. Only the train and val splits ever reach a pass; test is for the final report.
+
+Budget: the optimize block's caps apply to the passes; the before/after evaluations
+are reporting and are not counted against them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmpc.compiler.budget import BudgetedClient, BudgetTracker, MeteredClient
+from lmpc.compiler.ir import LMIR, OptimizeIR, ProgramIR
+from lmpc.compiler.passes.base import (
+    BudgetExceeded,
+    Candidate,
+    Example,
+    Pass,
+    PassContext,
+    PassResult,
+)
+from lmpc.eval.data import dataset_path, file_sha256, load_examples, split_examples
+from lmpc.eval.evaluate import EvalResult, evaluate
+from lmpc.eval.metrics import Metric, build_metric, reward_fns_for
+
+log = logging.getLogger("lmpc")
+
+PASS_NAMES: tuple[str, ...] = (
+    "labeled_fewshot",
+    "bootstrap_fewshot",
+    "bootstrap_random_search",
+    "knn_fewshot",
+    "copro",
+    "mipro_v2",
+    "simba",
+    "gepa",
+    "bootstrap_finetune",
+    "better_together",
+    "ensemble",
+)
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+class PipelineError(Exception):
+    """A pipeline that cannot run (unknown or unavailable pass, bad parameters, no data)."""
+
+
+class PassRegistry(Mapping[str, Pass]):
+    """Pass name -> pass function; each module is imported on first use."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self._names = names
+        self._loaded: dict[str, Pass] = {}
+
+    def __getitem__(self, name: str) -> Pass:
+        if name not in self._names:
+            raise PipelineError(f"unknown optimizer pass {name!r}")
+        if name not in self._loaded:
+            self._loaded[name] = getattr(self.module(name), name)
+        return self._loaded[name]
+
+    def module(self, name: str) -> Any:
+        try:
+            return importlib.import_module(f"lmpc.compiler.passes.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"lmpc.compiler.passes.{name}":
+                raise
+            raise PipelineError(
+                f"optimizer pass {name!r} is not available in this version of lmpc"
+            ) from exc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+PASSES = PassRegistry(PASS_NAMES)
+
+
+@dataclass
+class PassRun:
+    """What one pass did: its record for the artifact."""
+
+    name: str
+    params: dict[str, Any]
+    seed: int
+    candidates: list[Candidate] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+    stopped: str | None = None
+
+
+@dataclass
+class BuildResult:
+    """The optimized program, its scores before and after, and the provenance."""
+
+    program: ProgramIR
+    module: str
+    metric: str
+    task_lm: LMIR
+    seed: int
+    splits: dict[str, int]
+    datasets: list[dict[str, Any]]
+    before: dict[str, EvalResult | None]
+    after: dict[str, EvalResult | None]
+    passes: list[PassRun]
+    usage: dict[str, Any]
+    budget_stop: str | None = None
+
+    @property
+    def scores(self) -> dict[str, dict[str, float | None]]:
+        """``{"val": {"before", "after"}, "test": {...}}``; None for an empty split."""
+        return {split: {"before": _score(self.before.get(split)),
+                        "after": _score(self.after.get(split))} for split in ("val", "test")}
+
+
+def _score(result: EvalResult | None) -> float | None:
+    return result.score if result is not None and result.n else None
+
+
+# ---------------------------------------------------------------- LMs and contexts
+
+
+def resolve_lm(program: ProgramIR, name_or_model: str) -> LMIR:
+    """A declared LM by name, or an ad-hoc LM for a litellm model string."""
+    if name_or_model in program.lms:
+        return program.lms[name_or_model]
+    return LMIR(name=name_or_model, model=name_or_model)
+
+
+def task_lm_for(program: ProgramIR, optimize: OptimizeIR | None, override: str | None) -> LMIR:
+    """The task LM: ``--lm``, else the optimize block's ``lm`` role, else the runtime's
+    default (the first LM declared, else the embedded model)."""
+    from lmpc.runtime.execute import default_task_lm
+
+    if override:
+        return resolve_lm(program, override)
+    if optimize is not None and "lm" in optimize.lms:
+        return resolve_lm(program, optimize.lms["lm"])
+    return default_task_lm(program)
+
+
+def make_run_ctx(program: ProgramIR, client: Any, task_lm: LMIR, *,
+                 allow_tools: bool = True, metric_ctx: bool = True) -> Any:
+    """A ``RunContext`` for ``program`` with its LMs, tools and reward functions."""
+    from lmpc.runtime.context import RunContext
+
+    lms = {**program.lms, task_lm.name: task_lm}
+    ctx = RunContext(client=client, program_lms=lms, task_lm=task_lm,
+                     base_dir=Path(program.base_dir), allow_tools=allow_tools)
+    if metric_ctx:
+        rewards = reward_fns_for(program, ctx.derive(attribution={"role": "reward"}),
+                                 allow_python=allow_tools)
+        ctx = ctx.derive(reward_fns=rewards)
+    return ctx
+
+
+def _role_ctx(program: ProgramIR, optimize: OptimizeIR, base: Any, role: str) -> Any:
+    name = optimize.lms.get(role)
+    return base.derive(task_lm=resolve_lm(program, name)) if name else base
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def run_optimize(
+    program: ProgramIR,
+    optimize: OptimizeIR,
+    *,
+    client: Any,
+    seed: int | None = None,
+    progress: ProgressFn | None = None,
+    lm_override: str | None = None,
+    threads: int | None = None,
+) -> BuildResult:
+    """Run ``optimize``'s pipeline on ``program``; return the result and its provenance."""
+    emit = progress or (lambda event: None)
+    seed = optimize.seed if seed is None else seed
+    threads = threads or optimize.threads or 4
+    module, metric_ir, dataset = _parts(program, optimize)
+    task_lm = task_lm_for(program, optimize, lm_override)
+    program = program.model_copy(update={"lms": {**program.lms, task_lm.name: task_lm}})
+    inputs = [f.name for f in program.modules[module].inputs]
+    examples = load_examples(dataset, program.base_dir, inputs)
+    splits = split_examples(examples, dataset.split)
+    sizes = {name: len(rows) for name, rows in splits.items()}
+    if not splits["train"] and optimize.passes:
+        raise PipelineError(f"dataset {dataset.name!r}: the train split is empty")
+    before_usage = client.usage.snapshot()
+
+    eval_meter = MeteredClient(client)
+    eval_ctx = make_run_ctx(program, eval_meter, task_lm).derive(attribution={"eval": "before"})
+    metric = build_metric(metric_ir, program, eval_ctx.derive(attribution={"metric": "judge"}))
+    before = _eval_splits(program, module, splits, metric, eval_ctx, threads, emit, "before")
+
+    tracker = BudgetTracker(optimize.budget, client)
+    runs, final = _run_passes(program, optimize, module, splits, metric_ir, client, task_lm,
+                              tracker, seed, threads, emit)
+
+    after_ctx = eval_ctx.derive(attribution={"eval": "after"})
+    after = _eval_splits(final, module, splits, metric, after_ctx, threads, emit, "after")
+    usage = _sum_usage([eval_meter.snapshot(), *[r.usage for r in runs]])
+    log.info("build used %s", _delta(before_usage, client.usage.snapshot()))
+    return BuildResult(
+        program=final, module=module, metric=metric_ir.name, task_lm=task_lm, seed=seed,
+        splits=sizes, datasets=[_dataset_record(program, dataset, len(examples))],
+        before=before, after=after, passes=runs, usage=usage, budget_stop=tracker.exceeded,
+    )
+
+
+def _parts(program: ProgramIR, optimize: OptimizeIR) -> tuple[str, Any, Any]:
+    if optimize.program not in program.modules:
+        raise PipelineError(f"optimize: unknown module {optimize.program!r}")
+    metric = program.metrics.get(optimize.metric)
+    if metric is None:
+        raise PipelineError(f"optimize {optimize.program}: unknown metric {optimize.metric!r}")
+    dataset = program.datasets.get(optimize.dataset)
+    if dataset is None:
+        raise PipelineError(f"optimize {optimize.program}: unknown dataset {optimize.dataset!r}")
+    return optimize.program, metric, dataset
+
+
+def _eval_splits(program: ProgramIR, module: str, splits: dict[str, list[Example]],
+                 metric: Metric, ctx: Any, threads: int, emit: ProgressFn,
+                 phase: str) -> dict[str, EvalResult | None]:
+    results: dict[str, EvalResult | None] = {}
+    for split in ("val", "test"):
+        rows = splits[split]
+        if not rows:
+            results[split] = None
+            continue
+        label = f"evaluate {phase} ({split})"
+        results[split] = evaluate(program, module, rows, metric, ctx, threads=threads,
+                                  progress=lambda e, label=label: emit({"pass": label, **e}))
+        emit({"pass": label, "score": results[split].score, "finished": True})
+    return results
+
+
+def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
+                splits: dict[str, list[Example]], metric_ir: Any, client: Any, task_lm: LMIR,
+                tracker: BudgetTracker, seed: int, threads: int,
+                emit: ProgressFn) -> tuple[list[PassRun], ProgramIR]:
+    """Each pass starts from the previous result; a budget stop keeps the best so far."""
+    from lmpc.compiler.optimizers import validate_params
+
+    current, candidates, runs = program, [], []
+    for index, pass_ir in enumerate(optimize.passes):
+        params, problems = validate_params(pass_ir.name, dict(pass_ir.params))
+        if problems:
+            raise PipelineError(f"pass {pass_ir.name}: {problems[0].message}")
+        fn = PASSES[pass_ir.name]
+        meter = MeteredClient(BudgetedClient(client, tracker))
+        run_ctx = make_run_ctx(current, meter, task_lm).derive(
+            attribution={"pass": pass_ir.name, "index": index})
+        metric = build_metric(metric_ir, current, run_ctx.derive(
+            attribution={"pass": pass_ir.name, "index": index, "metric": "judge"}))
+        ctx = PassContext(
+            module=module, trainset=list(splits["train"]), valset=list(splits["val"]),
+            metric=metric, run_ctx=run_ctx,
+            teacher_ctx=_role_ctx(current, optimize, run_ctx, "teacher"),
+            prompt_ctx=_role_ctx(current, optimize, run_ctx, "prompt_model"),
+            reflection_ctx=_role_ctx(current, optimize, run_ctx, "reflection"),
+            seed=seed, threads=threads, candidates=candidates,
+            progress=lambda e, name=pass_ir.name: emit({"pass": name, **e}),
+            budget=tracker if tracker.limited else None,
+        )
+        run = PassRun(name=pass_ir.name, params=params, seed=seed)
+        emit({"pass": pass_ir.name, "started": True, "index": index,
+              "total": len(optimize.passes)})
+        result = _call_pass(fn, current, ctx, params, run)
+        run.usage = meter.snapshot()
+        run.candidates, run.report = result.candidates, result.report
+        current, candidates = result.program, result.candidates
+        runs.append(run)
+        if tracker.exceeded:
+            run.stopped = run.stopped or tracker.exceeded
+            log.warning("budget reached in pass %s: %s", pass_ir.name, tracker.exceeded)
+            break
+    return runs, current
+
+
+def _call_pass(fn: Pass, program: ProgramIR, ctx: PassContext, params: dict[str, Any],
+               run: PassRun) -> PassResult:
+    try:
+        return fn(program, ctx, **params)
+    except BudgetExceeded as exc:
+        run.stopped = str(exc) or "budget"
+        if exc.partial is not None:
+            return exc.partial
+        best = max(ctx.candidates, key=lambda c: c.score, default=None)
+        kept = best.program if best is not None else program
+        return PassResult(program=kept, candidates=list(ctx.candidates),
+                          report={"stopped": "budget"})
+
+
+def _dataset_record(program: ProgramIR, dataset: Any, rows: int) -> dict[str, Any]:
+    path = dataset_path(dataset, program.base_dir)
+    return {"name": dataset.name, "path": str(path.resolve()), "sha256": file_sha256(path),
+            "rows": rows}
+
+
+def _sum_usage(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def _delta(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+    return {k: end[k] - start.get(k, 0) for k in end if isinstance(end[k], int | float)}
+
+
+def estimate_plan(program: ProgramIR, optimize: OptimizeIR,
+                  n_split: dict[str, int]) -> list[dict[str, Any]]:
+    """Projected LM calls per pass (and for the before/after evaluations), no LM called."""
+    from lmpc.compiler.optimizers import validate_params
+
+    per_run = max(1, len(program.predictors_of(optimize.program)))
+    n_eval = (n_split.get("val", 0) + n_split.get("test", 0)) * per_run
+    plan = [{"step": "evaluate before (val + test)", "calls": n_eval}]
+    for pass_ir in optimize.passes:
+        params, _ = validate_params(pass_ir.name, dict(pass_ir.params))
+        calls = _estimate_pass(program, pass_ir.name, n_split, params, per_run)
+        plan.append({"step": pass_ir.name, "params": params, "calls": calls})
+    plan.append({"step": "evaluate after (val + test)", "calls": n_eval})
+    return plan
+
+
+def _estimate_pass(program: ProgramIR, name: str, n: dict[str, int], params: dict[str, Any],
+                   per_run: int) -> int:
+    try:
+        estimator = getattr(PASSES.module(name), "estimate_calls", None)
+    except PipelineError:
+        estimator = None
+    if estimator is not None:
+        return int(estimator(program, n.get("train", 0), n.get("val", 0), **params))
+    # generic: one run over train and one over val per pass
+    return (n.get("train", 0) + n.get("val", 0)) * per_run

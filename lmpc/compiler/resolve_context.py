@@ -1,0 +1,57 @@
+"""What every checking stage shares: the scope, the type resolver and the IR so far."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmpc.compiler.ir import ProgramIR, Span, TypeRef
+from lmpc.compiler.resolve_scope import Scope
+from lmpc.compiler.typecheck import TypeResolver, assignable, literal_fits
+
+
+@dataclass
+class Ctx:
+    """One check run. Stages read earlier stages' results from ``program``."""
+
+    scope: Scope
+    types: TypeResolver
+    program: ProgramIR
+    base_dir: str
+    # columns of each dataset file (first record), for checking names against the data
+    columns: dict[str, list[str] | None] = field(default_factory=dict)
+
+    @property
+    def enums(self) -> dict[str, list[str]]:
+        return {name: e.values for name, e in self.program.enums.items()}
+
+    def data_path(self, declared_in: str, path: str) -> tuple[str, str]:
+        """(path on disk, path stored in the IR: relative to ``base_dir``) of a data file."""
+        if os.path.isabs(path):
+            return path, path
+        on_disk = os.path.normpath(os.path.join(os.path.dirname(declared_in), path))
+        stored = os.path.relpath(on_disk, self.base_dir or ".")
+        return on_disk, stored.replace(os.sep, "/")
+
+    def check_flow(self, src: TypeRef, dst: TypeRef, span: Span, what: str) -> None:
+        """Report E1303 when a value of type ``src`` cannot flow into ``dst``."""
+        if not assignable(src, dst, self.enums):
+            self.scope.error("E1303", f"type mismatch: {what} expects {dst}, got {src}", span,
+                             _mismatch_hint(src, dst))
+
+    def check_literal(self, value: Any, dst: TypeRef, span: Span, what: str) -> None:
+        """Report E1303 when a literal written in source is not a value of ``dst``."""
+        if not literal_fits(value, dst, self.enums):
+            hint = None
+            if dst.kind == "enum":
+                hint = f"{dst.name} is one of: " + ", ".join(self.enums.get(dst.name or "", []))
+            shown = "none" if value is None else repr(value)
+            self.scope.error("E1303", f"type mismatch: {what} expects {dst}, got {shown}",
+                             span, hint)
+
+
+def _mismatch_hint(src: TypeRef, dst: TypeRef) -> str | None:
+    if src.kind == "str" and dst.kind in ("int", "float", "bool", "enum"):
+        return f"declare the source field as {dst} so the model's answer is parsed as one"
+    return None

@@ -1,0 +1,141 @@
+"""Declarations that stand alone: LMs, enums, classes, signatures and tools."""
+
+from __future__ import annotations
+
+import re
+
+from lmpc.compiler.ir import (
+    LMIR,
+    ClassIR,
+    EnumIR,
+    FieldIR,
+    SignatureIR,
+    ToolIR,
+)
+from lmpc.compiler.resolve_context import Ctx
+from lmpc.compiler.resolve_scope import NotLiteral, duplicates, plain_value
+from lmpc.diagnostics import suggest
+from lmpc.grammar import ast
+
+# Setting keys that hold secrets: their value must come from the environment.
+_SECRET_KEY = re.compile(r"(^|_)(api_key|key|token|secret|password)$")
+
+
+# ---------------------------------------------------------------- LMs
+
+
+def check_lm(decl: ast.LMDecl, ctx: Ctx) -> LMIR:
+    """``lm fast = "openai/gpt-4o-mini" { ... }`` -> LMIR (secrets as ``{"env": NAME}``)."""
+    scope = ctx.scope
+    duplicates(decl.options, scope, "setting")
+    lm = LMIR(name=decl.name, model=decl.model, span=decl.span)
+    if not decl.model.strip():
+        scope.error("E1307", "an LM needs a model string, e.g. \"openai/gpt-4o-mini\"",
+                    decl.span)
+    for opt in decl.options:
+        try:
+            value = plain_value(opt.value)
+        except NotLiteral as exc:
+            scope.error("E1307", f"setting '{opt.key}' must be a plain value", exc.node.span)
+            continue
+        if opt.key == "fallbacks":
+            lm.fallbacks = _fallbacks(opt, value, ctx)
+        elif opt.key == "model_type":
+            if value in ("chat", "text"):
+                lm.model_type = value
+            else:
+                scope.error("E1307", f"model_type must be chat or text, got {value!r}",
+                            opt.value.span, suggest(str(value), ["chat", "text"]))
+        else:
+            if _SECRET_KEY.search(opt.key) and isinstance(value, str):
+                scope.warn("W1901", f"setting '{opt.key}' looks like a secret written in "
+                           "the source", opt.value.span,
+                           f"write {opt.key}: env.NAME and set NAME in the environment")
+            lm.settings[opt.key] = value
+    return lm
+
+
+def _fallbacks(opt: ast.Option, value: object, ctx: Ctx) -> list[str]:
+    """Fallback model strings; a bare name may refer to another declared LM."""
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item, node in zip(items, _item_nodes(opt.value), strict=False):
+        if isinstance(node, ast.Ref):
+            other = ctx.scope.lookup("lm", node.name, node.span)
+            if other is not None:
+                out.append(other.model)
+        elif isinstance(item, str):
+            out.append(item)
+        else:
+            ctx.scope.error("E1307", "fallbacks must be model strings or LM names",
+                            node.span)
+    return out
+
+
+def _item_nodes(expr: ast.Node) -> list[ast.Node]:
+    return list(expr.items) if isinstance(expr, ast.ListExpr) else [expr]
+
+
+# ---------------------------------------------------------------- types
+
+
+def check_enum(decl: ast.EnumDecl, ctx: Ctx) -> EnumIR:
+    duplicates(decl.members, ctx.scope, f"value of enum {decl.name}")
+    values = list(dict.fromkeys(m.name for m in decl.members))
+    descs = {m.name: m.desc for m in decl.members if m.desc}
+    return EnumIR(name=decl.name, values=values, desc=decl.doc, descs=descs, span=decl.span)
+
+
+def check_class(decl: ast.ClassDecl, ctx: Ctx) -> ClassIR:
+    duplicates(decl.fields, ctx.scope, f"field of class {decl.name}")
+    fields = [FieldIR(name=f.name, type=ctx.types.resolve(f.type), desc=f.desc, span=f.span)
+              for f in decl.fields]
+    return ClassIR(name=decl.name, fields=fields, desc=decl.doc, span=decl.span)
+
+
+# ---------------------------------------------------------------- signatures, tools
+
+
+def check_signature(decl: ast.SignatureDecl, ctx: Ctx) -> SignatureIR:
+    """Block or string form; an input and an output may not share a name."""
+    duplicates(decl.fields, ctx.scope, f"field of signature {decl.name}")
+    if not decl.outputs:
+        ctx.scope.error("E1304", f"signature '{decl.name}' has no output field",
+                        ctx.scope.name_span(decl.span, decl.name),
+                        "add a field such as: out answer: str")
+
+    def field_ir(f: ast.SigField) -> FieldIR:
+        return FieldIR(name=f.name, type=ctx.types.resolve(f.type), desc=f.desc, span=f.span)
+
+    return SignatureIR(name=decl.name, instructions=decl.doc or "",
+                       inputs=[field_ir(f) for f in decl.inputs],
+                       outputs=[field_ir(f) for f in decl.outputs], span=decl.span)
+
+
+def param_fields(params: list[ast.Param], ctx: Ctx, owner: str) -> list[FieldIR]:
+    """Typed parameters (tool parameters, module inputs/outputs) with checked defaults."""
+    duplicates(params, ctx.scope, f"parameter of {owner}")
+    out = []
+    for p in params:
+        type_ = ctx.types.resolve(p.type)
+        default = None
+        if p.default is not None:
+            try:
+                default = plain_value(p.default)
+            except NotLiteral as exc:
+                ctx.scope.error("E1307", "a default must be a plain value", exc.node.span)
+            else:
+                ctx.check_literal(default, type_, p.default.span, f"default of '{p.name}'")
+        out.append(FieldIR(name=p.name, type=type_, default=default, span=p.span))
+    return out
+
+
+def check_tool(decl: ast.ToolDecl, ctx: Ctx) -> ToolIR:
+    if not re.fullmatch(r"[\w.]+:[\w.]+", decl.import_path):
+        ctx.scope.error("E1307", f"tool '{decl.name}': import path must look like "
+                        f"\"package.module:function\", got {decl.import_path!r}", decl.span)
+    return ToolIR(name=decl.name, import_path=decl.import_path,
+                  params=param_fields(decl.params, ctx, f"tool {decl.name}"),
+                  returns=ctx.types.resolve(decl.returns) if decl.returns else
+                  ctx.types.resolve(ast.NamedType(name="any")),
+                  desc=decl.desc, span=decl.span)

@@ -1,0 +1,107 @@
+"""Reading the root file and everything it imports, in dependency order.
+
+Import paths are relative to the importing file. Each file is read and parsed once
+(a diamond of imports is fine); a file that imports one of the files currently being
+imported is a cycle (E1002). Files come out imports-first, so a duplicate definition
+is reported at the later, importing file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmpc.compiler.ir import Span
+from lmpc.compiler.resolve_scope import Scope, SourceText
+from lmpc.grammar import ast
+from lmpc.grammar.parser import parse
+
+
+@dataclass
+class LoadedFile:
+    """One parsed source file."""
+
+    path: str  # as shown to the user (joined from the root path, normalized)
+    text: str
+    tree: ast.File
+    sha256: str
+
+
+@dataclass
+class _Loader:
+    scope: Scope
+    files: list[LoadedFile]
+    done: set[str]
+    stack: list[str]
+    syntax_errors: bool = False
+
+    def visit(self, path: str, text: str | None, via: ast.Import | None) -> None:
+        key = os.path.realpath(path)
+        if key in self.stack:
+            self._cycle(path, key, via)
+            return
+        if key in self.done:
+            return
+        self.done.add(key)
+        if text is None:
+            text = self._read(path, via)
+            if text is None:
+                return
+        self.scope.sources[path] = SourceText(text)
+        tree, diags = parse(text, path)
+        if tree is None:
+            self.syntax_errors = True
+            self.scope.diagnostics.extend(diags)
+            return
+        self.stack.append(key)
+        for imp in tree.of_type(ast.Import):
+            target = os.path.normpath(os.path.join(os.path.dirname(path), imp.path))
+            self.visit(target, None, imp)
+        self.stack.pop()
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        self.files.append(LoadedFile(path, text, tree, digest))
+
+    def _read(self, path: str, via: ast.Import | None) -> str | None:
+        span = via.span if via is not None else Span(file=path, line=1, col=1)
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            what = f"imported file '{path}' not found" if via else f"file '{path}' not found"
+            self.scope.error("E1001", what, span, _near(path))
+        except IsADirectoryError:
+            self.scope.error("E1001", f"'{path}' is a directory, not a .lmp file", span)
+        except (OSError, UnicodeDecodeError) as exc:
+            self.scope.error("E1003", f"cannot read '{path}': {exc}", span)
+        return None
+
+    def _cycle(self, path: str, key: str, via: ast.Import | None) -> None:
+        start = self.stack.index(key)
+        chain = [os.path.basename(k) for k in self.stack[start:]] + [os.path.basename(key)]
+        span = via.span if via is not None else Span(file=path, line=1, col=1)
+        self.scope.error("E1002", "import cycle: " + " -> ".join(chain), span,
+                         "move the shared declarations into a file both can import")
+
+
+def _near(path: str) -> str | None:
+    """A did-you-mean among the .lmp files beside a missing one."""
+    from lmpc.diagnostics import suggest
+
+    folder = os.path.dirname(path) or "."
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(".lmp")]
+    except OSError:
+        return None
+    return suggest(os.path.basename(path), names)
+
+
+def load_files(path: str, text: str | None, scope: Scope) -> tuple[list[LoadedFile], bool]:
+    """Parse ``path`` (given ``text``, or read from disk) and its imports.
+
+    Returns the files imports-first and whether any had a syntax error (then
+    semantic analysis is skipped: its errors would only echo the syntax errors).
+    """
+    loader = _Loader(scope, [], set(), [])
+    loader.visit(path, text, None)
+    return loader.files, loader.syntax_errors

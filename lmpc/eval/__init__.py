@@ -1,0 +1,1 @@
+"""Evaluation: loading datasets, metrics, and scoring a program on examples."""

@@ -1,0 +1,192 @@
+"""Datasets: load a ``DatasetIR`` into ``Example`` rows and split them.
+
+Rows come from jsonl, csv or json (a list of objects). ``mapping`` renames file
+columns to field names; ``inputs`` (or, when the dataset names none, the module's
+inputs) says which fields are inputs — every other field is a label. A bad row is
+reported with its file and line, never skipped.
+
+>>> from lmpc.compiler.ir import SplitIR
+>>> rows = [Example(inputs={"q": i}, labels={}, index=i) for i in range(10)]
+>>> parts = split_examples(rows, SplitIR(train=0.5, val=0.3, test=0.2, seed=1))
+>>> [len(parts[k]) for k in ("train", "val", "test")]
+[5, 3, 2]
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from lmpc.compiler.ir import DatasetIR, SplitIR
+from lmpc.compiler.passes.base import Example
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(Exception):
+    """A dataset that cannot be read; the message names the file (and line)."""
+
+
+def dataset_path(dataset: DatasetIR, base_dir: str | Path) -> Path:
+    """The dataset file, relative paths resolved against the declaring file's folder."""
+    path = Path(dataset.path)
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (recorded in the artifact)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_examples(
+    dataset: DatasetIR, base_dir: str | Path, module_inputs: list[str]
+) -> list[Example]:
+    """Read every row of ``dataset`` as an ``Example``; raise ``DataError`` on a bad row."""
+    path = dataset_path(dataset, base_dir)
+    if not path.is_file():
+        raise DataError(f"{path}: dataset {dataset.name!r} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read dataset {dataset.name!r}: {exc}") from exc
+    readers = {"jsonl": _jsonl_rows, "csv": _csv_rows, "json": _json_rows}
+    inputs = list(dataset.inputs or module_inputs)
+    examples = []
+    for where, row in readers[dataset.format](text, path):
+        values = _apply_mapping(row, dataset.mapping, where)
+        examples.append(_to_example(values, inputs, where, len(examples)))
+    if not examples:
+        raise DataError(f"{path}: dataset {dataset.name!r} has no rows")
+    return examples
+
+
+def _jsonl_rows(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: invalid JSON: {exc.msg}") from exc
+        rows.append((where, _require_object(row, where)))
+    return rows
+
+
+def _csv_rows(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames:
+        raise DataError(f"{path}:1: CSV file has no header row")
+    rows = []
+    try:
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if None in row or any(value is None for value in row.values()):
+                raise DataError(f"{where}: row has a different number of columns than the header")
+            rows.append((where, dict(row)))
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: invalid CSV: {exc}") from exc
+    return rows
+
+
+def _json_rows(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    if not isinstance(data, list):
+        raise DataError(f"{path}:1: expected a JSON list of objects")
+    return [(f"{path}[{i}]", _require_object(row, f"{path}[{i}]")) for i, row in enumerate(data)]
+
+
+def _require_object(row: Any, where: str) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
+def _apply_mapping(row: dict[str, Any], mapping: dict[str, str], where: str) -> dict[str, Any]:
+    """Rename columns to fields (``{"field": "column"}``); unmapped columns keep their name."""
+    values = {k: v for k, v in row.items() if k not in mapping.values()}
+    for field, column in mapping.items():
+        if column not in row:
+            raise DataError(f"{where}: missing column {column!r} (mapped to field {field!r})")
+        values[field] = row[column]
+    return values
+
+
+def _to_example(values: dict[str, Any], inputs: list[str], where: str, index: int) -> Example:
+    missing = [name for name in inputs if name not in values]
+    if missing:
+        raise DataError(f"{where}: missing input field(s) {', '.join(map(repr, missing))}")
+    return Example(
+        inputs={name: values[name] for name in inputs},
+        labels={k: v for k, v in values.items() if k not in inputs},
+        source=where,
+        index=index,
+    )
+
+
+def split_examples(examples: list[Example], split: SplitIR) -> dict[str, list[Example]]:
+    """Shuffle with ``split.seed`` and cut train, val, test in that order (deterministic).
+
+    A part is a ratio (a float, 0 < x ≤ 1) or a count (an int). When every part is None
+    the whole set is train. Parts never overlap.
+    """
+    rows = list(examples)
+    random.Random(split.seed).shuffle(rows)
+    sizes = _part_sizes(len(rows), split)
+    parts: dict[str, list[Example]] = {}
+    start = 0
+    for name in SPLITS:
+        parts[name] = rows[start : start + sizes[name]]
+        start += sizes[name]
+    return parts
+
+
+def _part_sizes(n: int, split: SplitIR) -> dict[str, int]:
+    specs = {name: getattr(split, name) for name in SPLITS}
+    if all(spec is None for spec in specs.values()):
+        return {"train": n, "val": 0, "test": 0}
+    sizes = {name: 0 for name in SPLITS}
+    ratios: dict[str, float] = {}
+    for name, spec in specs.items():
+        if isinstance(spec, float):
+            if not 0 < spec <= 1:
+                raise DataError(f"split {name}: ratio {spec} is not in (0, 1]")
+            ratios[name] = spec
+        elif spec is not None:
+            if spec < 1:
+                raise DataError(f"split {name}: count {spec} must be at least 1")
+            sizes[name] = spec
+    sizes.update(_apportion(n, ratios))
+    total = sum(sizes.values())
+    if total > n:
+        raise DataError(
+            f"split asks for {total} rows ({_describe(sizes)}) but the dataset has only {n}"
+        )
+    return sizes
+
+
+def _apportion(n: int, ratios: dict[str, float]) -> dict[str, int]:
+    """Rows per ratio part by largest remainder, so 0.2/0.5/0.3 of 23 is 5/11/7."""
+    exact = {name: ratio * n for name, ratio in ratios.items()}
+    sizes = {name: int(value) for name, value in exact.items()}
+    target = min(n, round(sum(exact.values())))
+    by_remainder = sorted(exact, key=lambda name: exact[name] - sizes[name], reverse=True)
+    for name in by_remainder[: max(0, target - sum(sizes.values()))]:
+        sizes[name] += 1
+    return sizes
+
+
+def _describe(sizes: dict[str, int]) -> str:
+    return ", ".join(f"{name} {size}" for name, size in sizes.items() if size)

@@ -1,0 +1,127 @@
+"""DSPy's string signatures: ``"question: str, context: list[str] -> answer: int"``.
+
+A string-form ``signature`` keeps its text verbatim (the formatter prints it back); its
+fields are parsed here into ``SigField`` nodes whose spans point inside the string.
+A field with no type has ``type=None`` (str).
+"""
+
+from __future__ import annotations
+
+import re
+
+from lark.exceptions import LarkError
+
+from lmpc.compiler.ir import Span
+from lmpc.diagnostics import Diagnostic
+from lmpc.grammar import ast
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class SigStringError(ValueError):
+    """A bad string signature; ``offset`` is where in the string it went wrong."""
+
+    def __init__(self, message: str, offset: int, width: int = 1) -> None:
+        super().__init__(message)
+        self.offset, self.width = offset, width
+
+
+def split_top_level(text: str, sep: str, start: int = 0) -> list[tuple[int, str]]:
+    """Split on ``sep`` outside brackets; each part with its offset in ``text``."""
+    parts, depth, begin, i = [], 0, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        elif depth == 0 and text.startswith(sep, i):
+            parts.append((start + begin, text[begin:i]))
+            begin = i + len(sep)
+            i += len(sep)
+            continue
+        i += 1
+    parts.append((start + begin, text[begin:]))
+    return parts
+
+
+def parse_fields(text: str, path: str, line: int, col: int) -> list[ast.SigField]:
+    """Fields of a string signature whose text starts at ``line:col`` in the source."""
+    sides = split_top_level(text, "->")
+    if len(sides) != 2:
+        raise SigStringError("a string signature needs exactly one '->' between inputs "
+                             "and outputs, as in \"question: str -> answer: str\"", 0,
+                             max(len(text), 1))
+    fields: list[ast.SigField] = []
+    for direction, (offset, side) in zip(("in", "out"), sides, strict=True):
+        if not side.strip():
+            if direction == "out":
+                raise SigStringError("a string signature needs at least one output field",
+                                     offset, 1)
+            continue
+        for item_offset, item in split_top_level(side, ",", offset):
+            fields.append(_field(direction, item, item_offset, path, line, col))
+    return fields
+
+
+def _field(direction: str, item: str, offset: int, path: str, line: int,
+           col: int) -> ast.SigField:
+    lead = len(item) - len(item.lstrip())
+    offset += lead
+    item = item.strip()
+    name, _, type_text = item.partition(":")
+    name = name.strip()
+    if not _NAME.match(name):
+        raise SigStringError(f"expected a field name, found {item!r}", offset,
+                             max(len(item), 1))
+    span = Span(file=path, line=line, col=col + offset, end_line=line,
+                end_col=col + offset + len(item))
+    type_ = None
+    if type_text.strip():
+        from lmpc.grammar.parser import parse_type  # parser imports this module
+
+        try:
+            type_ = parse_type(type_text.strip(), path)
+        except LarkError:
+            type_offset = offset + item.index(":") + 1
+            raise SigStringError(f"invalid type {type_text.strip()!r} for field {name!r}",
+                                 type_offset, max(len(type_text), 1)) from None
+        type_ = _respan(type_, span)
+    return ast.SigField(direction=direction, name=name, type=type_, span=span)
+
+
+def _respan(type_: ast.TypeExpr, span: Span) -> ast.TypeExpr:
+    """Point a type parsed from a string at the field's place in the source."""
+    for node in type_.walk():
+        node.span = span  # type: ignore[attr-defined]
+    return type_
+
+
+def expand_string_signatures(file: ast.File, path: str) -> list[Diagnostic]:
+    """Fill the fields of every string-form signature; return E0004 diagnostics."""
+    diags = []
+    for decl in file.decls:
+        if not isinstance(decl, ast.SignatureDecl) or decl.text is None:
+            continue
+        line, col = _string_start(decl)
+        try:
+            decl.fields = parse_fields(decl.text, path, line, col)
+        except SigStringError as err:
+            span = Span(file=path, line=line, col=col + err.offset, end_line=line,
+                        end_col=col + err.offset + err.width)
+            diags.append(Diagnostic("E0004", f"invalid string signature: {err}", span))
+    return diags
+
+
+def _string_start(decl: ast.SignatureDecl) -> tuple[int, int]:
+    """Line and column of the first character inside the signature's string."""
+    # The string is the last token of the declaration and sits on one line.
+    span = decl.span
+    end_line = span.end_line or span.line
+    end_col = span.end_col or span.col
+    return end_line, end_col - 1 - len(_escaped_length_hint(decl.text or ""))
+
+
+def _escaped_length_hint(text: str) -> str:
+    """The text as it was most likely spelled (escapes only shift columns slightly)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,338 @@
+"""Lark parse tree -> AST. Only builds nodes; every rule maps to one method here."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+from lark import Token, Transformer, Tree
+from lark.tree import Meta
+
+from lmpc.compiler.ir import Span
+from lmpc.grammar import ast
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+
+
+def unescape(body: str) -> str:
+    """The value of a string literal's body; unknown escapes keep their backslash."""
+
+    def one(m: re.Match[str]) -> str:
+        esc = m.group(1)
+        if esc.startswith("u") and len(esc) == 5:
+            return chr(int(esc[1:], 16))
+        return _ESCAPES.get(esc, "\\" + esc)
+
+    return _ESCAPE_RE.sub(one, body) if "\\" in body else body
+
+
+def string_value(token: Token) -> str:
+    """The value of a STRING token."""
+    return unescape(str(token)[1:-1])
+
+
+def doc_value(token: Token) -> str:
+    """The value of a DOCSTRING token: common indentation and trailing spaces removed."""
+    text = inspect.cleandoc(str(token)[3:-3])
+    return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
+def number_value(text: str) -> int | float:
+    """An int when spelled as one, else a float."""
+    if "." in text or "e" in text or "E" in text:
+        return float(text)
+    return int(text)
+
+
+def _is(token: Any, kind: str) -> bool:
+    return isinstance(token, Token) and token.type == kind
+
+
+class ToAst(Transformer):
+    """Builds :mod:`lmpc.grammar.ast` nodes; ``path`` goes into every span.
+
+    Every rule method takes ``(meta, children)``.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(visit_tokens=False)
+        self.path = path
+
+    def _call_userfunc(self, tree: Tree, new_children: list | None = None) -> Any:
+        # Calls rule methods directly with the tree's meta: Lark's v_args(meta=True)
+        # wraps every call anew, which cost a third of the parse time on big files.
+        children = new_children if new_children is not None else tree.children
+        method = getattr(self, tree.data, None)
+        if method is None:
+            return self.__default__(tree.data, children, tree.meta)
+        return method(tree.meta, children)
+
+    # ------------------------------------------------------------ helpers
+    def span(self, meta: Meta) -> Span:
+        if getattr(meta, "empty", True):
+            return ast.NO_SPAN
+        return Span(file=self.path, line=meta.line, col=meta.column,
+                                    end_line=meta.end_line, end_col=meta.end_column)
+
+    def tspan(self, tok: Token) -> Span:
+        return Span(file=self.path, line=tok.line or 1, col=tok.column or 1,
+                                    end_line=tok.end_line, end_col=tok.end_column)
+
+    @staticmethod
+    def _doc(children: list) -> tuple[str | None, list]:
+        """Split a leading DOCSTRING off a block's children."""
+        rest = [c for c in children if not _is(c, "DOCSTRING")]
+        docs = [doc_value(c) for c in children if _is(c, "DOCSTRING")]
+        return (docs[0] if docs else None), rest
+
+    # ------------------------------------------------------------ file
+    def start(self, meta: Meta, children: list) -> ast.File:
+        return ast.File(path=self.path, decls=list(children), span=self.span(meta))
+
+    def import_decl(self, meta: Meta, c: list) -> ast.Import:
+        return ast.Import(path=string_value(c[0]), span=self.span(meta))
+
+    def lm_decl(self, meta: Meta, c: list) -> ast.LMDecl:
+        options = c[2] if len(c) > 2 else []
+        return ast.LMDecl(name=str(c[0]), model=string_value(c[1]), options=options,
+                          span=self.span(meta))
+
+    def inline_options(self, meta: Meta, c: list) -> list[ast.Option]:
+        return list(c)
+
+    def option(self, meta: Meta, c: list) -> ast.Option:
+        return ast.Option(key=str(c[0]), value=c[1], span=self.span(meta))
+
+    entry = option
+
+    def block_body(self, meta: Meta, c: list) -> list[ast.Option]:
+        return list(c)
+
+    # ------------------------------------------------------------ types
+    def enum_decl(self, meta: Meta, c: list) -> ast.EnumDecl:
+        doc, rest = self._doc(c[1:])
+        return ast.EnumDecl(name=str(c[0]), members=rest, doc=doc, span=self.span(meta))
+
+    def enum_member(self, meta: Meta, c: list) -> ast.EnumMember:
+        desc = string_value(c[1]) if len(c) > 1 else None
+        return ast.EnumMember(name=str(c[0]), desc=desc, span=self.span(meta))
+
+    def class_decl(self, meta: Meta, c: list) -> ast.ClassDecl:
+        doc, rest = self._doc(c[1:])
+        return ast.ClassDecl(name=str(c[0]), fields=rest, doc=doc, span=self.span(meta))
+
+    def class_field(self, meta: Meta, c: list) -> ast.ClassField:
+        desc = string_value(c[2]) if len(c) > 2 else None
+        return ast.ClassField(name=str(c[0]), type=c[1], desc=desc, span=self.span(meta))
+
+    def type_decl(self, meta: Meta, c: list) -> ast.TypeAlias:
+        return ast.TypeAlias(name=str(c[0]), type=c[1], span=self.span(meta))
+
+    def named_type(self, meta: Meta, c: list) -> ast.NamedType:
+        return ast.NamedType(name=c[0], args=list(c[1:]), span=self.span(meta))
+
+    def dotted_name(self, meta: Meta, c: list) -> str:
+        return ".".join(str(t) for t in c)
+
+    def optional_type(self, meta: Meta, c: list) -> ast.OptionalType:
+        return ast.OptionalType(inner=c[0], span=self.span(meta))
+
+    def literal_type(self, meta: Meta, c: list) -> ast.LiteralType:
+        return ast.LiteralType(values=list(c), span=self.span(meta))
+
+    def literal_atom(self, meta: Meta, c: list) -> str | int | float | bool:
+        tok = c[0]
+        if tok.type == "STRING":
+            return string_value(tok)
+        if tok.type == "NUMBER":
+            return number_value(str(tok))
+        return tok.type == "TRUE"
+
+    # ------------------------------------------------------------ signatures, tools
+    def signature_block(self, meta: Meta, c: list) -> ast.SignatureDecl:
+        doc, rest = self._doc(c[1:])
+        return ast.SignatureDecl(name=str(c[0]), fields=rest, doc=doc, span=self.span(meta))
+
+    def signature_string(self, meta: Meta, c: list) -> ast.SignatureDecl:
+        # Fields are filled in by the parser, which parses the string's contents.
+        return ast.SignatureDecl(name=str(c[0]), fields=[], text=string_value(c[1]),
+                                 span=self.span(meta))
+
+    def sig_field(self, meta: Meta, c: list) -> ast.SigField:
+        direction, name, *rest = c
+        desc = string_value(rest.pop()) if rest and _is(rest[-1], "STRING") else None
+        type_ = rest[0] if rest else None
+        return ast.SigField(direction=direction, name=str(name), type=type_, desc=desc,
+                            span=self.span(meta))
+
+    def direction(self, meta: Meta, c: list) -> str:
+        return str(c[0])
+
+    def tool_decl(self, meta: Meta, c: list) -> ast.ToolDecl:
+        name, *rest = c
+        params = rest.pop(0) if rest and isinstance(rest[0], list) else []
+        returns = rest.pop(0) if rest and not isinstance(rest[0], Token) else None
+        import_path = string_value(rest[0])
+        desc = string_value(rest[1]) if len(rest) > 1 else None
+        return ast.ToolDecl(name=str(name), params=params, returns=returns,
+                            import_path=import_path, desc=desc, span=self.span(meta))
+
+    def params(self, meta: Meta, c: list) -> list[ast.Param]:
+        return list(c)
+
+    def param(self, meta: Meta, c: list) -> ast.Param:
+        default = c[2] if len(c) > 2 else None
+        return ast.Param(name=str(c[0]), type=c[1], default=default, span=self.span(meta))
+
+    # ------------------------------------------------------------ modules
+    def module_decl(self, meta: Meta, c: list) -> ast.ModuleDecl:
+        name, inputs, outputs, *body = c
+        doc, body = self._doc(body)
+        return ast.ModuleDecl(name=str(name), inputs=inputs, outputs=outputs, body=body,
+                              doc=doc, span=self.span(meta))
+
+    def module_inputs(self, meta: Meta, c: list) -> list[ast.Param]:
+        return c[0] if c else []
+
+    module_outputs = module_inputs
+
+    def step(self, meta: Meta, c: list) -> ast.Step:
+        return ast.Step(name=str(c[0]), value=c[1], span=self.span(meta))
+
+    def predictor_call(self, meta: Meta, c: list) -> ast.PredictorCall:
+        kind = c[0]
+        options = c[1] if len(c) == 4 else []
+        return ast.PredictorCall(kind=kind, signature=str(c[-2]), args=c[-1], options=options,
+                                 span=self.span(meta))
+
+    def predictor_kind(self, meta: Meta, c: list) -> str:
+        return str(c[0])
+
+    def call(self, meta: Meta, c: list) -> ast.Call:
+        return ast.Call(target=str(c[0]), args=c[1], span=self.span(meta))
+
+    def retrieve_call(self, meta: Meta, c: list) -> ast.Retrieve:
+        return ast.Retrieve(options=c[0], args=c[1], span=self.span(meta))
+
+    def assert_stmt(self, meta: Meta, c: list) -> ast.Constraint:
+        return self._constraint("assert", meta, c)
+
+    def suggest_stmt(self, meta: Meta, c: list) -> ast.Constraint:
+        return self._constraint("suggest", meta, c)
+
+    def _constraint(self, kind: str, meta: Meta, c: list) -> ast.Constraint:
+        message = string_value(c[1]) if len(c) > 1 else None
+        return ast.Constraint(kind=kind, expr=c[0], message=message, span=self.span(meta))
+
+    def return_stmt(self, meta: Meta, c: list) -> ast.Return:
+        return ast.Return(values=c[0], span=self.span(meta))
+
+    def call_args(self, meta: Meta, c: list) -> list[ast.Arg]:
+        return list(c)
+
+    def arg(self, meta: Meta, c: list) -> ast.Arg:
+        name = str(c[0]) if len(c) == 2 else None
+        return ast.Arg(name=name, value=c[-1], span=self.span(meta))
+
+    # ------------------------------------------------------------ values, expressions
+    def string(self, meta: Meta, c: list) -> ast.Literal:
+        return ast.Literal(value=string_value(c[0]), span=self.span(meta))
+
+    def number(self, meta: Meta, c: list) -> ast.Literal:
+        return ast.Literal(value=number_value(str(c[0])), raw=str(c[0]), span=self.span(meta))
+
+    def true(self, meta: Meta, c: list) -> ast.Literal:
+        return ast.Literal(value=True, span=self.span(meta))
+
+    def false(self, meta: Meta, c: list) -> ast.Literal:
+        return ast.Literal(value=False, span=self.span(meta))
+
+    def ref(self, meta: Meta, c: list) -> ast.Ref | ast.EnvRef:
+        path = [str(t) for t in c]
+        if len(path) == 2 and path[0] == "env":
+            return ast.EnvRef(name=path[1], span=self.span(meta))
+        return ast.Ref(path=path, span=self.span(meta))
+
+    def list_value(self, meta: Meta, c: list) -> ast.ListExpr:
+        return ast.ListExpr(items=list(c), span=self.span(meta))
+
+    expr_list = list_value
+
+    def dict_value(self, meta: Meta, c: list) -> ast.DictExpr:
+        return ast.DictExpr(items=list(c), span=self.span(meta))
+
+    def dict_item(self, meta: Meta, c: list) -> ast.DictItem:
+        key = string_value(c[0]) if c[0].type == "STRING" else str(c[0])
+        return ast.DictItem(key=key, value=c[1], span=self.span(meta))
+
+    def or_op(self, meta: Meta, c: list) -> ast.BinaryOp:
+        return ast.BinaryOp(op="or", left=c[0], right=c[1], span=self.span(meta))
+
+    def and_op(self, meta: Meta, c: list) -> ast.BinaryOp:
+        return ast.BinaryOp(op="and", left=c[0], right=c[1], span=self.span(meta))
+
+    def not_op(self, meta: Meta, c: list) -> ast.UnaryOp:
+        return ast.UnaryOp(op="not", operand=c[0], span=self.span(meta))
+
+    def compare(self, meta: Meta, c: list) -> ast.BinaryOp:
+        return ast.BinaryOp(op=c[1], left=c[0], right=c[2], span=self.span(meta))
+
+    def comp_op(self, meta: Meta, c: list) -> str:
+        return str(c[0])
+
+    def func_call(self, meta: Meta, c: list) -> ast.FuncCall:
+        return ast.FuncCall(name=str(c[0]), args=list(c[1:]), span=self.span(meta))
+
+    # ------------------------------------------------------------ data, metrics, optimize
+    def dataset_decl(self, meta: Meta, c: list) -> ast.DatasetDecl:
+        options = c[3] if len(c) > 3 else []
+        return ast.DatasetDecl(name=str(c[0]), format=str(c[1]), path=string_value(c[2]),
+                               options=options, span=self.span(meta))
+
+    def pairs(self, meta: Meta, c: list) -> ast.Pairs:
+        return ast.Pairs(items=list(c), span=self.span(meta))
+
+    def pair(self, meta: Meta, c: list) -> ast.Pair:
+        value = ast.Literal(value=number_value(str(c[1])), raw=str(c[1]), span=self.tspan(c[1]))
+        return ast.Pair(name=str(c[0]), value=value, span=self.span(meta))
+
+    def metric_decl(self, meta: Meta, c: list) -> ast.MetricDecl:
+        return ast.MetricDecl(name=str(c[0]), value=c[1], span=self.span(meta))
+
+    def metric_call(self, meta: Meta, c: list) -> ast.MetricCall:
+        return ast.MetricCall(name=str(c[0]), args=c[1], span=self.span(meta))
+
+    def metric_sum(self, meta: Meta, c: list) -> ast.MetricSum:
+        return ast.MetricSum(terms=list(c), span=self.span(meta))
+
+    def metric_term(self, meta: Meta, c: list) -> ast.MetricTerm:
+        if len(c) == 2:
+            weight = ast.Literal(value=number_value(str(c[0])), raw=str(c[0]),
+                                 span=self.tspan(c[0]))
+        else:
+            weight = ast.Literal(value=1, raw=None, span=self.tspan(c[0]))  # implicit
+        return ast.MetricTerm(weight=weight, metric=str(c[-1]), span=self.span(meta))
+
+    def python_ref(self, meta: Meta, c: list) -> ast.PythonRef:
+        return ast.PythonRef(import_path=string_value(c[0]), span=self.span(meta))
+
+    def optimize_decl(self, meta: Meta, c: list) -> ast.OptimizeDecl:
+        program, metric, dataset, *items = c
+        options = [x for x in items if isinstance(x, ast.Option)]
+        passes = [x for x in items if isinstance(x, ast.PassCall)]
+        return ast.OptimizeDecl(program=str(program), metric=str(metric), dataset=str(dataset),
+                                options=options, passes=passes, span=self.span(meta))
+
+    def pass_call(self, meta: Meta, c: list) -> ast.PassCall:
+        return ast.PassCall(name=str(c[0]), args=c[1], span=self.span(meta))
+
+    # ------------------------------------------------------------ tests
+    def test_decl(self, meta: Meta, c: list) -> ast.TestDecl:
+        expects = [e for clause in c[2:] for e in clause]
+        return ast.TestDecl(name=string_value(c[0]), call=c[1], expects=expects,
+                            span=self.span(meta))
+
+    def expect_clause(self, meta: Meta, c: list) -> list:
+        return list(c)

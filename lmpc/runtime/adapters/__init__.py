@@ -1,0 +1,39 @@
+"""Adapters: how a predictor's signature, demos and inputs become an LM request.
+
+``choose(adapter_name, lm)`` resolves ``"auto"``: the compact completion layout for
+text-mode (base) models, field headers for chat models.
+"""
+
+from __future__ import annotations
+
+from lmpc.compiler.ir import LMIR
+from lmpc.runtime.adapters.base import Adapter, Rendered
+from lmpc.runtime.adapters.chat import ChatAdapter
+from lmpc.runtime.adapters.completion import CompletionAdapter
+from lmpc.runtime.adapters.json_adapter import JSONAdapter
+
+ADAPTERS: dict[str, Adapter] = {
+    "chat": ChatAdapter(),
+    "json": JSONAdapter(),
+    "completion": CompletionAdapter(),
+}
+
+# When a reply cannot be parsed, try once more in this format (and count it).
+FALLBACK = {"chat": "json"}
+
+
+def is_text_model(lm: LMIR) -> bool:
+    """Base models are prompted with text completion (the embedded model is one)."""
+    if lm.model_type is not None:
+        return lm.model_type == "text"
+    return lm.model.startswith("local/")
+
+
+def choose(adapter: str, lm: LMIR) -> Adapter:
+    """The adapter a predictor uses with ``lm``."""
+    if adapter == "auto":
+        adapter = "completion" if is_text_model(lm) else "chat"
+    return ADAPTERS[adapter]
+
+
+__all__ = ["ADAPTERS", "FALLBACK", "Adapter", "Rendered", "choose", "is_text_model"]

@@ -1,0 +1,137 @@
+"""The compact text layout for base (non-chat) models, sent as a text completion.
+
+A base model continues a document; it does not follow a reply format. Measured on the
+embedded Gemma 3 270M: a header-style prompt never closes its format, while plain
+``Field: value`` few-shot blocks with a newline stop classify reliably. So the prompt is
+
+    <instructions>
+    <one line per constrained output: "Priority is one of: low, medium, high.">
+
+    Ticket: <demo input>
+    Priority: <demo output>
+
+    Ticket: <current input>
+    Priority:
+
+and generation stops at the end of the last output field. Several output fields are
+asked for in order in one completion, each ``Label: value`` on its own line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jinja2
+
+from lmpc.compiler.ir import FieldIR, ProgramIR, SignatureIR
+from lmpc.runtime.adapters.base import (
+    Adapter,
+    Rendered,
+    excerpt,
+    field_view,
+    instructions_of,
+    label_of,
+    usable_demo,
+)
+from lmpc.runtime.errors import ParseFailure
+from lmpc.runtime.types import coerce, render_value, token_budget
+
+# Whitespace is exact here (a base model continues it), so no block trimming.
+PROMPT = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined).from_string(
+    "{{ instructions }}\n"
+    "{% for f in guide %}{{ f.label }} — {{ f.desc or f.describe }}"
+    "{% if f.desc and f.describe != 'text' %} ({{ f.describe }}){% endif %}.\n{% endfor %}"
+    "{% for block in blocks %}\n{% for line in block %}{{ line }}\n{% endfor %}{% endfor %}"
+)
+
+# Types whose value fits on one line: a newline ends the last field.
+ONE_LINE = frozenset({"int", "float", "bool", "enum", "literal"})
+
+
+class CompletionAdapter(Adapter):
+    """``Field: value`` blocks for base models (text completion)."""
+
+    name = "completion"
+    mode = "text"
+
+    def prepare(self, signature: SignatureIR, demos: list[dict[str, Any]], program: ProgramIR
+                ) -> tuple[str, str, tuple[str, ...], int]:
+        """Instructions, guide and demo blocks; the first output label; stops; budget."""
+        blocks = [
+            _lines(signature.inputs + signature.outputs, demo)
+            for demo in demos
+            if usable_demo(demo, signature)
+        ]
+        guide = [
+            field_view(f, program)
+            for f in signature.outputs
+            if f.type.kind not in ("str", "any") or f.desc
+        ]
+        prefix = PROMPT.render(instructions=instructions_of(signature), guide=guide, blocks=blocks)
+        first = label_of(signature.outputs[0].name) + ":"
+        return prefix, first, stops_for(signature), budget_for(signature, program)
+
+    def finish(self, static: tuple[str, str, tuple[str, ...], int], signature: SignatureIR,
+               inputs: dict[str, Any]) -> Rendered:
+        prefix, first, stops, budget = static
+        current = "".join(line + "\n" for line in _lines(signature.inputs, inputs))
+        return Rendered(
+            mode="text", prompt=f"{prefix}\n{current}{first}", stop=stops, max_tokens=budget
+        )
+
+    def parse(self, text: str, signature: SignatureIR, program: ProgramIR) -> dict[str, Any]:
+        values = split_fields(text, signature)
+        missing = [f.name for f in signature.outputs if f.name not in values]
+        if missing:
+            labels = ", ".join(label_of(m) for m in missing)
+            raise ParseFailure(f"completion lacks line(s) for {labels}: {excerpt(text)!r}")
+        return {f.name: coerce(values[f.name], f.type, program, f.name) for f in signature.outputs}
+
+
+def _lines(fields: list[FieldIR], values: dict[str, Any]) -> list[str]:
+    """``Label: value`` lines; blank lines inside a value would end the block early."""
+    return [
+        f"{label_of(f.name)}: {_squeeze(render_value(values[f.name]))}"
+        for f in fields
+        if f.name in values
+    ]
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"\n\s*\n+", "\n", text.strip())
+
+
+def stops_for(sig: SignatureIR) -> tuple[str, ...]:
+    """Stop at the end of the last output field, or when a new block starts."""
+    stops = ["\n\n", "\n---"]
+    if sig.inputs:
+        stops.append(f"\n{label_of(sig.inputs[0].name)}:")
+    if len(sig.outputs) == 1 and sig.outputs[0].type.kind in ONE_LINE:
+        stops = ["\n", *stops[1:]]
+    return tuple(stops[:4])
+
+
+def budget_for(sig: SignatureIR, program: ProgramIR) -> int:
+    """max_tokens for all output fields, each with room for its label."""
+    return sum(token_budget(f.type, program) + 4 for f in sig.outputs)
+
+
+def split_fields(text: str, sig: SignatureIR) -> dict[str, str]:
+    """Read ``Label: value`` lines; the text starts right after the first output label."""
+    text = re.split(r"\n\s*\n|\n---", text, maxsplit=1)[0]  # a server may ignore stops
+    out_labels = {label_of(f.name).lower(): f.name for f in sig.outputs}
+    in_labels = {label_of(f.name).lower() for f in sig.inputs}
+    current = sig.outputs[0].name
+    parts: dict[str, list[str]] = {current: []}
+    for i, line in enumerate(text.split("\n")):
+        head, sep, rest = line.partition(":")
+        key = head.strip().lower()
+        if i > 0 and sep and key in in_labels:
+            break  # the model started a new example
+        if i > 0 and sep and key in out_labels and out_labels[key] not in parts:
+            current = out_labels[key]
+            parts[current] = [rest]
+            continue
+        parts[current].append(line)
+    return {name: "\n".join(lines).strip() for name, lines in parts.items()}

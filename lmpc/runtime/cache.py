@@ -1,0 +1,205 @@
+"""The persistent LM cache: SQLite, safe across threads and processes.
+
+The key is a sha256 of the normalized request (model, mode, messages or prompt, every
+sampling setting, the rollout index). Keys, base URLs, timeouts and any ``{"env": NAME}``
+setting are left out of the key, so the cache never holds a secret and moving to another
+endpoint of the same model still hits. A broken cache degrades to no caching with a
+warning; it never fails a build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from lmpc.runtime.lm_types import LMRequest, LMResponse
+
+log = logging.getLogger("lmpc")
+
+# Settings that say where or how to reach a model, not what it should answer.
+EXCLUDED_SETTINGS = frozenset(
+    {
+        "api_key",
+        "api_base",
+        "base_url",
+        "api_version",
+        "organization",
+        "timeout",
+        "num_retries",
+        "extra_headers",
+        "headers",
+    }
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    finish_reason TEXT,
+    created REAL NOT NULL
+)
+"""
+
+
+def is_secret_ref(value: Any) -> bool:
+    """True for a ``{"env": NAME}`` setting (a secret read from the environment)."""
+    return isinstance(value, Mapping) and set(value) == {"env"}
+
+
+def _normalize(value: Any) -> Any:
+    """Drop excluded keys and secret references at any depth (e.g. inside fallbacks)."""
+    if isinstance(value, Mapping):
+        return {
+            str(k): _normalize(v)
+            for k, v in value.items()
+            if k not in EXCLUDED_SETTINGS and not is_secret_ref(v)
+        }
+    if isinstance(value, list | tuple):
+        return [_normalize(v) for v in value]
+    return value
+
+
+def request_key(request: LMRequest) -> str:
+    """The cache key of a request: a sha256 hex digest of its normalized JSON.
+
+    >>> a = LMRequest("m", "text", prompt="hi", settings={"api_key": {"env": "K"}})
+    >>> request_key(a) == request_key(LMRequest("m", "text", prompt="hi"))
+    True
+    >>> request_key(a) == request_key(LMRequest("m", "text", prompt="hi", rollout=1))
+    False
+    """
+    payload = {
+        "model": request.model,
+        "mode": request.mode,
+        "messages": [dict(m) for m in request.messages] if request.messages is not None else None,
+        "prompt": request.prompt,
+        "settings": _normalize(request.settings),
+        "rollout": request.rollout,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=repr)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedReply:
+    """What the cache keeps of a response (never settings, never secrets)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+
+
+class Cache(Protocol):
+    """What ``LMClient`` needs of a cache."""
+
+    def get(self, key: str) -> CachedReply | None: ...
+
+    def put(self, key: str, model: str, response: LMResponse) -> None: ...
+
+
+def default_cache_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$LMPC_CACHE_DIR/cache.sqlite``, else ``~/.cache/lmpc/cache.sqlite``."""
+    env = os.environ if environ is None else environ
+    directory = env.get("LMPC_CACHE_DIR")
+    base = Path(directory).expanduser() if directory else Path.home() / ".cache" / "lmpc"
+    return base / "cache.sqlite"
+
+
+class SQLiteCache:
+    """A persistent cache in one SQLite file.
+
+    One connection per thread (and per process: a forked child opens its own), WAL
+    journaling so readers never block the writer, a busy timeout so concurrent writers
+    wait instead of failing, and one short transaction per write.
+    """
+
+    def __init__(self, path: str | Path | None = None, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_cache_path()
+        self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._disabled = False
+        self._warn_lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection()
+        except (OSError, sqlite3.Error) as exc:
+            self._disable("cannot open", exc)
+
+    @property
+    def enabled(self) -> bool:
+        return not self._disabled
+
+    def get(self, key: str) -> CachedReply | None:
+        if self._disabled:
+            return None
+        try:
+            row = self._connection().execute(
+                "SELECT text, prompt_tokens, completion_tokens, finish_reason"
+                " FROM responses WHERE key = ?",
+                (key,),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            self._disable("cannot read", exc)
+            return None
+        return CachedReply(*row) if row is not None else None
+
+    def put(self, key: str, model: str, response: LMResponse) -> None:
+        if self._disabled:
+            return
+        row = (key, model, response.text, response.prompt_tokens, response.completion_tokens,
+               response.finish_reason, time.time())
+        try:
+            conn = self._connection()
+            with conn:  # one transaction: committed whole or rolled back
+                conn.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        except sqlite3.Error as exc:
+            self._disable("cannot write", exc)
+
+    def __len__(self) -> int:
+        if self._disabled:
+            return 0
+        try:
+            return self._connection().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        except sqlite3.Error as exc:
+            self._disable("cannot read", exc)
+            return 0
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
+                               isolation_level=None, check_same_thread=True)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(_SCHEMA)
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _disable(self, what: str, exc: Exception) -> None:
+        with self._warn_lock:
+            if not self._disabled:
+                log.warning("LM cache %s %s (%s); continuing without a cache", what, self.path, exc)
+            self._disabled = True

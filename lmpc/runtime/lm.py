@@ -1,0 +1,370 @@
+"""The LM layer: a ``Transport`` sends one request; ``LMClient`` adds the cache, retries,
+a per-model concurrency limit and usage accounting.
+
+``LitellmTransport`` reaches any model litellm can (hosted APIs, Ollama, vLLM, a llama.cpp
+server) and the embedded ``local/...`` model. litellm is imported only when the first
+request is sent, because importing it takes seconds.
+
+>>> from lmpc.runtime.scripted import ScriptedTransport
+>>> transport = ScriptedTransport(replies=[TransientLMError("timeout"), "Paris"])
+>>> client = LMClient(transport, sleep=lambda s: None)
+>>> client.complete(LMRequest("m", "text", prompt="Capital of France:")).text
+'Paris'
+>>> client.usage.snapshot()["calls"], client.usage.snapshot()["retries"]
+(1, 1)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from lmpc.runtime.cache import EXCLUDED_SETTINGS, Cache, is_secret_ref, request_key
+from lmpc.runtime.lm_types import (
+    ContextWindowError,
+    LMError,
+    LMRequest,
+    LMResponse,
+    TransientLMError,
+)
+from lmpc.runtime.usage import CallRecord, UsageLog
+
+__all__ = [
+    "ContextWindowError",
+    "LMClient",
+    "LMError",
+    "LMRequest",
+    "LMResponse",
+    "LitellmTransport",
+    "Transport",
+    "TransientLMError",
+]
+
+log = logging.getLogger("lmpc")
+
+
+class Transport(Protocol):
+    """Sends one request. Raises ``TransientLMError`` for timeouts, rate limits, 5xx and
+    connection errors, ``LMError`` for permanent failures."""
+
+    def send(self, request: LMRequest) -> LMResponse: ...
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+class LMClient:
+    """Cache, retries with backoff, per-model concurrency limit, usage accounting.
+
+    ``max_retries`` extra attempts follow a ``TransientLMError``, sleeping
+    ``min(backoff_max, backoff_base * 2**attempt)`` scaled by a jitter in [0.5, 1].
+    ``concurrency`` maps a model to its limit of in-flight calls (others get
+    ``default_concurrency``); an int sets the default. ``sleep`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        cache: Cache | None = None,
+        max_retries: int = 3,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        concurrency: Mapping[str, int] | int | None = None,
+        default_concurrency: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter_seed: int | None = None,
+    ) -> None:
+        if isinstance(concurrency, int):
+            default_concurrency, concurrency = concurrency, None
+        if default_concurrency < 1 or any(v < 1 for v in (concurrency or {}).values()):
+            raise ValueError("concurrency limits must be at least 1")
+        self.transport = transport
+        self.cache = cache
+        self.max_retries = max(0, max_retries)
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.usage = UsageLog()
+        self._limits = dict(concurrency or {})
+        self._default_limit = default_concurrency
+        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+        self._semaphores_lock = threading.Lock()
+        self._sleep = sleep
+        self._rng = random.Random(jitter_seed)  # jitter only; never affects results
+
+    def complete(self, request: LMRequest, attribution: Mapping[str, Any] | None = None
+                 ) -> LMResponse:
+        """One LM call: from the cache if there, else sent with retries, then cached.
+
+        Raises ``LMError`` when the request is malformed or fails for good.
+        """
+        _validate(request)
+        key = request_key(request)
+        call_id = key[:16]  # deterministic: same request + rollout, same id
+        attribution = dict(attribution or {})
+        start = time.perf_counter()
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is not None:
+            latency = time.perf_counter() - start
+            self.usage.record(CallRecord(call_id, request.model, attribution,
+                                         latency_s=latency, cached=True))
+            return LMResponse(text=hit.text, latency_s=latency, cached=True, call_id=call_id,
+                              finish_reason=hit.finish_reason)
+        try:
+            response, attempts = self._send_with_retries(request, call_id)
+        except LMError as exc:
+            self.usage.record(CallRecord(call_id, request.model, attribution,
+                                         latency_s=time.perf_counter() - start, failed=True,
+                                         attempts=getattr(exc, "attempts", 1)))
+            raise
+        response.latency_s = time.perf_counter() - start
+        response.call_id = call_id
+        response.cached = False
+        self.usage.record(CallRecord(
+            call_id, request.model, attribution, response.prompt_tokens,
+            response.completion_tokens, response.cost_usd, response.latency_s, attempts=attempts,
+        ))
+        if self.cache is not None:
+            self.cache.put(key, request.model, response)
+        return response
+
+    def limit(self, model: str) -> int:
+        """The number of calls to ``model`` allowed in flight at once."""
+        return self._limits.get(model, self._default_limit)
+
+    def _semaphore(self, model: str) -> threading.BoundedSemaphore:
+        semaphore = self._semaphores.get(model)
+        if semaphore is None:
+            with self._semaphores_lock:
+                semaphore = self._semaphores.setdefault(
+                    model, threading.BoundedSemaphore(self.limit(model)))
+        return semaphore
+
+    def _send_with_retries(self, request: LMRequest, call_id: str) -> tuple[LMResponse, int]:
+        semaphore = self._semaphore(request.model)
+        for attempt in range(self.max_retries + 1):
+            try:
+                with semaphore:  # held only while sending, not while backing off
+                    return self.transport.send(request), attempt + 1
+            except TransientLMError as exc:
+                if attempt == self.max_retries:
+                    raise _give_up(request, call_id, attempt + 1, exc) from exc
+                delay = self._backoff(attempt, exc)
+                log.info("LM call %s to %s failed (%s); retry %d/%d in %.2fs", call_id,
+                         request.model, exc, attempt + 1, self.max_retries, delay)
+                self._sleep(delay)
+            except LMError as exc:
+                exc.attempts = attempt + 1  # type: ignore[attr-defined]
+                raise
+            except Exception as exc:  # a transport bug must still fail only this example
+                error = LMError(f"LM call to {request.model} failed: "
+                                f"{type(exc).__name__}: {exc}")
+                error.attempts = attempt + 1  # type: ignore[attr-defined]
+                raise error from exc
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int, exc: TransientLMError) -> float:
+        delay = min(self.backoff_max, self.backoff_base * 2**attempt)
+        delay *= 0.5 + 0.5 * self._rng.random()
+        retry_after = getattr(exc, "retry_after", None)  # a server's Retry-After, if known
+        if isinstance(retry_after, int | float) and retry_after > delay:
+            delay = min(float(retry_after), self.backoff_max)
+        return delay
+
+
+def _give_up(request: LMRequest, call_id: str, attempts: int, exc: Exception) -> LMError:
+    error = LMError(f"LM call {call_id} to {request.model} failed after {attempts} attempts: "
+                    f"{exc}")
+    error.attempts = attempts  # type: ignore[attr-defined]
+    return error
+
+
+def _validate(request: LMRequest) -> None:
+    if not request.model:
+        raise LMError("LM request has no model")
+    if request.mode == "chat":
+        if not request.messages:
+            raise LMError(f"chat request to {request.model} has no messages")
+    elif request.mode == "text":
+        if request.prompt is None:
+            raise LMError(f"text request to {request.model} has no prompt")
+    else:
+        raise LMError(f"LM request mode must be 'chat' or 'text', not {request.mode!r}")
+
+
+# ------------------------------------------------------------------------- litellm
+
+
+_LITELLM_LOCK = threading.Lock()
+# Settings lmpc reads itself; never passed to litellm.
+_OWN_SETTINGS = frozenset({"fallbacks", "model_type"})
+
+
+def _import_litellm() -> Any:
+    """Import litellm once, offline-friendly (no fetch of its price table)."""
+    with _LITELLM_LOCK:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        litellm.suppress_debug_info = True
+        return litellm
+
+
+class LitellmTransport:
+    """Sends requests through litellm: chat to ``completion``, text to ``text_completion``.
+
+    ``{"env": NAME}`` settings are read from ``environ`` (default ``os.environ``) at call
+    time; their values never reach a log, an error or the cache. ``settings["fallbacks"]``
+    lists models tried in order when the primary fails: a model string (inheriting the
+    sampling settings but not keys or endpoints) or ``{"model": ..., **settings}``.
+    Models named ``local/...`` are the embedded models of ``lmpc.runtime.local_model``.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = environ
+
+    def send(self, request: LMRequest) -> LMResponse:
+        settings = dict(request.settings)
+        fallbacks = settings.pop("fallbacks", None) or []
+        targets = [(request.model, settings)]
+        targets += [_fallback_target(f, settings) for f in fallbacks]
+        errors: list[LMError] = []
+        for model, target_settings in targets:
+            try:
+                return self._send_one(request, model, target_settings)
+            except LMError as exc:
+                if len(targets) > 1:
+                    log.warning("LM %s failed (%s)", model, exc)
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        summary = "; ".join(str(e) for e in errors)
+        if any(isinstance(e, TransientLMError) for e in errors):
+            raise TransientLMError(f"every model failed: {summary}")
+        raise LMError(f"every model failed: {summary}")
+
+    def _send_one(self, request: LMRequest, model: str, settings: dict[str, Any]) -> LMResponse:
+        secrets: list[str] = []
+        kwargs = self._kwargs(request, model, settings, secrets)  # fails fast, before import
+        litellm = _import_litellm()
+        if model.startswith("local/"):
+            from lmpc.runtime.local_model import load_local_model, register_local_provider
+
+            load_local_model(model)  # load (or fail clearly) outside litellm's timeout
+            register_local_provider(litellm)
+        try:
+            if request.mode == "text":
+                raw = litellm.text_completion(model=model, prompt=request.prompt, **kwargs)
+            else:
+                raw = litellm.completion(model=model, messages=[dict(m) for m in
+                                                                request.messages or ()],
+                                         **kwargs)
+        except Exception as exc:
+            raise _map_error(litellm, model, exc, secrets) from None
+        return _to_response(litellm, model, raw, request.mode)
+
+    def _kwargs(self, request: LMRequest, model: str, settings: Mapping[str, Any],
+                secrets: list[str]) -> dict[str, Any]:
+        environ = os.environ if self._environ is None else self._environ
+        kwargs = {k: _resolve(k, v, environ, secrets) for k, v in settings.items()
+                  if k not in _OWN_SETTINGS}
+        if "seed" in kwargs and request.rollout:
+            kwargs["seed"] = int(kwargs["seed"]) + request.rollout  # resamples must differ
+        if model.startswith("local/"):
+            kwargs.setdefault("seed", request.rollout)
+        return kwargs
+
+
+def _fallback_target(fallback: Any, primary: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    inherited = {k: v for k, v in primary.items() if k not in EXCLUDED_SETTINGS}
+    if isinstance(fallback, str):
+        return fallback, inherited
+    if isinstance(fallback, Mapping) and isinstance(fallback.get("model"), str):
+        own = {k: v for k, v in fallback.items() if k != "model"}
+        return fallback["model"], {**inherited, **own}
+    raise LMError(f"a fallback must be a model string or {{'model': ...}}, not {fallback!r}")
+
+
+def _resolve(name: str, value: Any, environ: Mapping[str, str], secrets: list[str]) -> Any:
+    """Replace ``{"env": NAME}`` by the variable's value (remembered, to scrub errors)."""
+    if is_secret_ref(value):
+        var = value["env"]
+        secret = environ.get(var)
+        if not secret:
+            raise LMError(f"setting {name!r} needs the environment variable {var}, "
+                          "which is not set")
+        secrets.append(secret)
+        return secret
+    if isinstance(value, Mapping):
+        return {k: _resolve(f"{name}.{k}", v, environ, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(name, v, environ, secrets) for v in value]
+    return value
+
+
+_TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
+
+
+def _map_error(litellm: Any, model: str, exc: Exception, secrets: list[str]) -> LMError:
+    """litellm's exception classes → ours; the message is scrubbed of secret values."""
+    message = f"{model}: {type(exc).__name__}: {exc}"
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    if len(message) > 1000:
+        message = message[:1000] + "..."
+    transient_types = (
+        litellm.Timeout, litellm.RateLimitError, litellm.APIConnectionError,
+        litellm.ServiceUnavailableError, litellm.InternalServerError, litellm.BadGatewayError,
+        TimeoutError, ConnectionError,
+    )
+    status = getattr(exc, "status_code", None)
+    transient = isinstance(exc, transient_types) or (
+        isinstance(status, int) and (status in _TRANSIENT_STATUS or status >= 500))
+    if isinstance(exc, litellm.BadRequestError | litellm.AuthenticationError |
+                  litellm.NotFoundError | litellm.PermissionDeniedError):
+        transient = False
+    if isinstance(exc, litellm.ContextWindowExceededError):
+        return ContextWindowError(message)
+    error = TransientLMError(message) if transient else LMError(message)
+    retry_after = _retry_after(exc)
+    if retry_after is not None:
+        error.retry_after = retry_after  # type: ignore[attr-defined]
+    return error
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    try:
+        return float(headers.get("retry-after")) if headers is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _to_response(litellm: Any, model: str, raw: Any, mode: str) -> LMResponse:
+    try:
+        choice = raw.choices[0]
+        text = choice.text if mode == "text" else choice.message.content
+    except (AttributeError, IndexError, TypeError) as exc:
+        raise LMError(f"{model}: unexpected response shape ({exc})") from None
+    usage = getattr(raw, "usage", None)
+    return LMResponse(
+        text=text or "",
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cost_usd=_cost(litellm, model, raw),
+        finish_reason=getattr(choice, "finish_reason", None),
+    )
+
+
+def _cost(litellm: Any, model: str, raw: Any) -> float:
+    if model.startswith("local/"):
+        return 0.0
+    try:
+        return float(litellm.completion_cost(completion_response=raw) or 0.0)
+    except Exception:  # unknown price (e.g. a local server): cost is unknown, count 0
+        return 0.0

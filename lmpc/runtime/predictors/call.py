@@ -1,0 +1,127 @@
+"""One predictor step in flight: its LM, its adapter, and the LM calls it makes.
+
+``StepCall.ask`` renders a signature with the adapter, sends it through the LM client,
+and parses the reply; when a chat reply cannot be parsed it retries once in the JSON
+format and counts the fallback in ``ctx.stats["adapter_fallbacks"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmpc.compiler.ir import LMIR, FieldIR, PredictorIR, ProgramIR, SignatureIR, TypeRef
+from lmpc.runtime.adapters import ADAPTERS, FALLBACK, Rendered, choose
+from lmpc.runtime.context import RunContext
+from lmpc.runtime.errors import ParseFailure
+from lmpc.runtime.lm_types import LMRequest
+
+STR = TypeRef(kind="str")
+HINT_FIELDS = {
+    "previous_attempt": FieldIR(
+        name="previous_attempt", type=STR, desc="an earlier answer of yours, to improve on"
+    ),
+    "feedback": FieldIR(name="feedback", type=STR, desc="what to fix in that answer"),
+}
+
+
+class StepCall:
+    """Calls made on behalf of one predictor step of one module run."""
+
+    def __init__(
+        self, program: ProgramIR, predictor: PredictorIR, ctx: RunContext, module: str
+    ) -> None:
+        self.program = program
+        self.predictor = predictor
+        self.ctx = ctx
+        self.lm: LMIR = ctx.lm_named(predictor.lm)
+        self.adapter = choose(predictor.adapter, self.lm)
+        self.attribution = {**ctx.attribution, "module": module, "predictor": predictor.id}
+        self.call_ids: list[str] = []
+
+    def demos(self) -> list[dict[str, Any]]:
+        """The predictor's demos, minus any that show the example being run."""
+        demos = [d.values for d in self.predictor.demos]
+        hide = self.ctx.hide_example
+        if not hide:
+            return demos
+        return [d for d in demos if not _same_inputs(d, hide)]
+
+    def ask(
+        self,
+        signature: SignatureIR,
+        inputs: dict[str, Any],
+        demos: list[dict[str, Any]] | None = None,
+        *,
+        temperature: float | None = None,
+        rollout: int | None = None,
+        hints: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One LM round trip for ``signature``: typed outputs, or ``ParseFailure``."""
+        if hints:
+            signature, inputs = with_hints(signature, inputs, hints)
+        demos = self.demos() if demos is None else demos
+        adapter = self.adapter
+        rendered = adapter.format(self.predictor, signature, demos, inputs, self.program)
+        text = self.send(rendered, temperature, rollout)
+        try:
+            return adapter.parse(text, signature, self.program)
+        except ParseFailure as first:
+            fallback = FALLBACK.get(adapter.name)
+            if fallback is None:
+                raise ParseFailure(f"predictor {self.predictor.id}: {first}") from None
+            self.ctx.stats.incr("adapter_fallbacks")
+            backup = ADAPTERS[fallback]
+            rendered = backup.format(self.predictor, signature, demos, inputs, self.program)
+            text = self.send(rendered, temperature, rollout)
+            try:
+                return backup.parse(text, signature, self.program)
+            except ParseFailure as second:
+                raise ParseFailure(
+                    f"predictor {self.predictor.id}: {adapter.name} format: {first}; "
+                    f"{fallback} fallback: {second}"
+                ) from None
+
+    def send(
+        self, rendered: Rendered, temperature: float | None = None, rollout: int | None = None
+    ) -> str:
+        """Send a rendered request with this step's LM settings; returns the reply text."""
+        request = LMRequest(
+            model=self.lm.model,
+            mode=rendered.mode,
+            messages=rendered.messages,
+            prompt=rendered.prompt,
+            settings=self.settings(rendered, temperature),
+            rollout=self.ctx.rollout if rollout is None else rollout,
+        )
+        response = self.ctx.client.complete(request, self.attribution)
+        self.call_ids.append(response.call_id)
+        return response.text
+
+    def settings(self, rendered: Rendered, temperature: float | None) -> dict[str, Any]:
+        settings = dict(self.lm.settings)
+        if self.lm.fallbacks:
+            settings["fallbacks"] = list(self.lm.fallbacks)
+        if rendered.stop:
+            own = settings.get("stop") or []
+            own = [own] if isinstance(own, str) else list(own)
+            settings["stop"] = list(dict.fromkeys([*rendered.stop, *own]))[:4]
+        if rendered.max_tokens:
+            cap = settings.get("max_tokens")
+            settings["max_tokens"] = min(cap, rendered.max_tokens) if cap else rendered.max_tokens
+        chosen = temperature if temperature is not None else self.ctx.temperature
+        if chosen is not None:
+            settings["temperature"] = chosen
+        return settings
+
+
+def with_hints(
+    sig: SignatureIR, inputs: dict[str, Any], hints: dict[str, str]
+) -> tuple[SignatureIR, dict[str, Any]]:
+    """Add hint inputs (previous attempt, feedback) to a signature for a retry."""
+    extra = [HINT_FIELDS.get(k) or FieldIR(name=k, type=STR) for k in hints]
+    return sig.model_copy(update={"inputs": [*sig.inputs, *extra]}), {**inputs, **hints}
+
+
+def _same_inputs(demo: dict[str, Any], hide: dict[str, Any]) -> bool:
+    shared = [k for k in hide if k in demo]
+    return bool(shared) and all(demo[k] == hide[k] for k in shared)

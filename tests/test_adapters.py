@@ -1,0 +1,133 @@
+"""Adapters through the real LM client with a scripted transport."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
+
+from programs import (  # noqa: E402
+    PRIORITY,
+    STR,
+    TEXT_LM,
+    chat_reply,
+    context,
+    triage_program,
+)
+
+from lmpc.compiler.ir import LMIR, FieldIR, TypeRef  # noqa: E402
+from lmpc.runtime.adapters import choose  # noqa: E402
+from lmpc.runtime.errors import ParseFailure  # noqa: E402
+from lmpc.runtime.execute import run_module  # noqa: E402
+from lmpc.runtime.scripted import ScriptedTransport  # noqa: E402
+
+DEMOS = [{"ticket": "Site down for everyone", "priority": "high"},
+         {"ticket": "Typo on the about page", "priority": "low"}]
+
+
+def test_auto_picks_completion_for_text_models_and_chat_otherwise() -> None:
+    assert choose("auto", TEXT_LM).name == "completion"
+    assert choose("auto", LMIR(name="x", model="openai/gpt-4o")).name == "chat"
+    assert choose("auto", LMIR(name="x", model="hf/base", model_type="text")).name == "completion"
+    assert choose("json", TEXT_LM).name == "json"
+
+
+def test_chat_adapter_headers_and_demo_turns() -> None:
+    transport = ScriptedTransport(replies=[chat_reply(priority="High")])
+    pred = run_module(triage_program(demos=DEMOS), "Support", {"ticket": "Login broken"},
+                      context(transport))
+    assert pred.outputs == {"priority": "high"}
+    messages = transport.requests[0].messages
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant",
+                                             "user"]
+    assert "Decide how urgent a support ticket is." in messages[0]["content"]
+    assert "one of: low, medium, high" in messages[0]["content"]
+    assert "[[ ## ticket ## ]]\nLogin broken" in messages[-1]["content"]
+    assert messages[2]["content"].startswith("[[ ## priority ## ]]\nhigh")
+    assert messages[2]["content"].endswith("[[ ## completed ## ]]")
+
+
+def test_malformed_chat_reply_falls_back_to_json_and_is_counted() -> None:
+    transport = ScriptedTransport(replies=["It is high, I think", '{"priority": "medium"}'])
+    ctx = context(transport)
+    pred = run_module(triage_program(), "Support", {"ticket": "Slow page"}, ctx)
+    assert pred.outputs == {"priority": "medium"}
+    assert ctx.stats.get("adapter_fallbacks") == 1
+    assert "JSON object" in transport.requests[1].messages[-1]["content"]
+    assert len(pred.trace[0].call_ids) == 2
+
+
+def test_both_formats_failing_gives_a_precise_error() -> None:
+    transport = ScriptedTransport(replies=["no idea", '{"priority": "urgent"}'])
+    ctx = context(transport)
+    with pytest.raises(ParseFailure) as err:
+        run_module(triage_program(), "Support", {"ticket": "x"}, ctx)
+    message = str(err.value)
+    assert "Support.t" in message
+    assert "lacks field header(s) priority" in message
+    assert "expected Priority (one of: low, medium, high), got 'urgent'" in message
+    assert ctx.stats.get("adapter_fallbacks") == 1
+
+
+def test_json_adapter_on_its_own() -> None:
+    program = triage_program(demos=DEMOS)
+    program.predictors["Support.t"].adapter = "json"
+    transport = ScriptedTransport(replies=['```json\n{"priority": "LOW"}\n```'])
+    pred = run_module(program, "Support", {"ticket": "x"}, context(transport))
+    assert pred.outputs == {"priority": "low"}
+    assert transport.requests[0].messages[2]["content"] == '{"priority": "high"}'
+
+
+def test_completion_layout_for_base_models() -> None:
+    transport = ScriptedTransport(replies=[" high\nTicket: another one"])
+    pred = run_module(triage_program(demos=DEMOS), "Support", {"ticket": "Data loss!"},
+                      context(transport, lm=TEXT_LM))
+    assert pred.outputs == {"priority": "high"}
+    request = transport.requests[0]
+    assert request.mode == "text"
+    assert request.prompt == (
+        "Decide how urgent a support ticket is.\n"
+        "Priority — one of: low, medium, high.\n"
+        "\n"
+        "Ticket: Site down for everyone\nPriority: high\n"
+        "\n"
+        "Ticket: Typo on the about page\nPriority: low\n"
+        "\n"
+        "Ticket: Data loss!\nPriority:"
+    )
+    assert request.settings["stop"][0] == "\n"  # one enum value: a newline ends it
+    assert request.settings["max_tokens"] <= 16
+
+
+def test_completion_several_outputs_in_one_call() -> None:
+    outputs = [FieldIR(name="priority", type=PRIORITY),
+               FieldIR(name="reason", type=STR, desc="one sentence"),
+               FieldIR(name="score", type=TypeRef(kind="int"))]
+    transport = ScriptedTransport(replies=[" medium\nReason: slow but works.\nScore: 6"])
+    program = triage_program(outputs=outputs)
+    pred = run_module(program, "Support", {"ticket": "Slow"}, context(transport, lm=TEXT_LM))
+    assert pred.outputs == {"priority": "medium", "reason": "slow but works.", "score": 6}
+    settings = transport.requests[0].settings
+    assert settings["stop"][0] == "\n\n"
+    assert "\nTicket:" in settings["stop"]
+    assert 12 < settings["max_tokens"] <= 300
+
+
+def test_completion_missing_field_is_a_parse_failure() -> None:
+    outputs = [FieldIR(name="priority", type=PRIORITY), FieldIR(name="reason", type=STR)]
+    transport = ScriptedTransport(replies=[" low"])
+    ctx = context(transport, lm=TEXT_LM)
+    with pytest.raises(ParseFailure, match="completion lacks line"):
+        run_module(triage_program(outputs=outputs), "Support", {"ticket": "x"}, ctx)
+    assert ctx.stats.get("adapter_fallbacks") == 0  # no JSON fallback for base models
+
+
+def test_user_max_tokens_caps_the_type_budget() -> None:
+    lm = TEXT_LM.model_copy(update={"settings": {"max_tokens": 3, "temperature": 0.0}})
+    transport = ScriptedTransport(replies=[" low"])
+    run_module(triage_program(), "Support", {"ticket": "x"}, context(transport, lm=lm))
+    assert transport.requests[0].settings["max_tokens"] == 3
+    assert transport.requests[0].settings["temperature"] == 0.0

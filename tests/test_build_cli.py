@@ -1,0 +1,297 @@
+"""build / eval / show / diff through click's CliRunner with a scripted LM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from test_pipeline_fixtures import oracle_reply, sentiment_program
+
+from lmpc.cli import main
+from lmpc.cli.build import to_artifact
+from lmpc.compiler.artifact import write_artifact
+from lmpc.compiler.ir import PassIR
+from lmpc.compiler.pipeline import run_optimize
+from lmpc.runtime.lm import LMClient
+from lmpc.runtime.scripted import ScriptedTransport, render_request
+
+
+def _few_shot_only(request: Any) -> str:
+    """Right only when the prompt has demos, so optimization visibly helps."""
+    prompt = render_request(request)
+    right = oracle_reply(prompt)
+    if prompt.count("The movie was") > 1:
+        return " " + right
+    return " " + ("negative" if right == "positive" else "positive")
+
+
+def _transport() -> ScriptedTransport:
+    return ScriptedTransport(fn=_few_shot_only)
+
+
+def _built(tmp_path: Path, name: str = "a.json", k: int = 3) -> Path:
+    program = sentiment_program(tmp_path, passes=[PassIR(name="labeled_fewshot",
+                                                         params={"k": k})])
+    client = LMClient(_transport(), sleep=lambda s: None)
+    result = run_optimize(program, program.optimizes[0], client=client)
+    return write_artifact(to_artifact(result, 0), tmp_path / "build" / name)
+
+
+def _unoptimized(tmp_path: Path) -> Path:
+    program = sentiment_program(tmp_path)
+    client = LMClient(_transport(), sleep=lambda s: None)
+    result = run_optimize(program, program.optimizes[0], client=client)
+    return write_artifact(to_artifact(result, 0), tmp_path / "build" / "zero.json")
+
+
+def _invoke(args: list[str], transport: Any = None) -> Any:
+    runner = CliRunner()
+    return runner.invoke(main, args, obj={"transport": transport or _transport()})
+
+
+def _rows(tmp_path: Path) -> Path:
+    path = tmp_path / "rows.jsonl"
+    rows = [{"text": "The movie was superb.", "label": "positive"},
+            {"text": "The movie was dull.", "label": "negative"},
+            {"text": "The movie was nice.", "label": "positive"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_eval_artifact_json(tmp_path: Path) -> None:
+    artifact = _built(tmp_path)
+    result = _invoke(["eval", str(artifact), "--data", str(_rows(tmp_path)), "--json",
+                      "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"score": 1.0, "n": 3, "failures": 0}
+    zero = _invoke(["eval", str(_unoptimized(tmp_path)), "--data", str(_rows(tmp_path)),
+                    "--json", "--no-cache"])
+    assert json.loads(zero.stdout)["score"] == 0.0
+
+
+def test_eval_errors_are_one_line(tmp_path: Path) -> None:
+    artifact = _built(tmp_path)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x", "label": "positive"}\n{"nope": 1}\n')
+    result = _invoke(["eval", str(artifact), "--data", str(bad), "--no-cache"])
+    assert result.exit_code == 1
+    assert "bad.jsonl:2: missing input field(s) 'text'" in result.stderr
+    assert "Traceback" not in result.output
+    result = _invoke(["eval", str(artifact), "--data", str(_rows(tmp_path)), "--metric", "nah"])
+    assert result.exit_code == 1 and "unknown metric 'nah'" in result.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"schema_version": 1, "program": "X"}')
+    result = _invoke(["eval", str(broken), "--data", str(_rows(tmp_path))])
+    assert result.exit_code == 1 and "invalid artifact" in result.stderr
+
+
+def test_eval_refuses_python_metric_of_an_artifact(tmp_path: Path) -> None:
+    artifact = _built(tmp_path)
+    data = json.loads(artifact.read_text())
+    data["ir"]["metrics"]["acc"] = {"name": "acc", "kind": "python",
+                                    "import_path": "mine:score"}
+    artifact.write_text(json.dumps(data))
+    result = _invoke(["eval", str(artifact), "--data", str(_rows(tmp_path)), "--no-cache"])
+    assert result.exit_code == 1 and "only run from the program's own source" in result.stderr
+
+
+def test_show_prints_the_exact_prompt_with_demos(tmp_path: Path) -> None:
+    transport = _transport()
+    result = _invoke(["show", str(_built(tmp_path))], transport)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "=== Classify.p (predict, scripted/fake, adapter completion)" in out
+    assert "3 demos: 3 labeled, 0 bootstrapped" in out
+    assert "Classify the review." in out and "Text: <text>" in out
+    assert out.count("The movie was") == 3  # the three demos, verbatim
+    assert "val 0.0% -> 100.0%" in out
+    assert transport.requests == []  # showing calls no LM
+
+
+def test_diff_shows_demos_and_scores(tmp_path: Path) -> None:
+    zero, built = _unoptimized(tmp_path), _built(tmp_path, "b.json", k=2)
+    result = _invoke(["diff", str(zero), str(built)])
+    assert result.exit_code == 0, result.output
+    assert "predictor Classify.p: demos 0 -> 2" in result.stdout
+    assert result.stdout.count("  + [labeled]") == 2
+    assert "passes: none -> labeled_fewshot" in result.stdout
+    assert "score test: 0.0% -> 100.0%" in result.stdout
+    same = _invoke(["diff", str(built), str(built)])
+    assert same.stdout.strip() == "no differences"
+
+
+def test_diff_shows_instruction_changes(tmp_path: Path) -> None:
+    a = _built(tmp_path, "a.json")
+    data = json.loads(a.read_text())
+    data["ir"]["predictors"]["Classify.p"]["signature"]["instructions"] = "Say the sentiment."
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(data))
+    out = _invoke(["diff", str(a), str(b)]).stdout
+    assert "instructions" in out and "-Classify the review." in out
+    assert "+Say the sentiment." in out
+
+
+
+
+SOURCE = '''\
+lm fake = "scripted/fake" { temperature: 0.0, model_type: "text" }
+
+enum Sentiment { positive, negative }
+
+signature Judge {
+  """Classify the review."""
+  in  text: str
+  out label: Sentiment
+}
+
+module Classify(text: str) -> (label: Sentiment) {
+  p = predict Judge(text = text)
+  return (label = p.label)
+}
+
+dataset reviews = jsonl "reviews.jsonl" {
+  inputs: [text]
+  split: train 0.4, val 0.3, test 0.3, seed 3
+}
+
+metric acc = exact_match(label)
+
+optimize Classify with acc on reviews {
+  lm: fake
+  seed: 1
+  labeled_fewshot(k = 3)
+}
+'''
+
+
+def _source(tmp_path: Path) -> Path:
+    from test_pipeline_fixtures import write_rows
+
+    write_rows(tmp_path)
+    path = tmp_path / "classify.lmp"
+    path.write_text(SOURCE)
+    return path
+
+
+def _needs_checker() -> None:
+    try:
+        from lmpc.compiler.check import load_program  # noqa: F401
+    except ImportError:
+        import pytest
+
+        pytest.skip("the checker (lmpc.compiler.check) is not available")
+
+
+def test_build_json_writes_the_artifact_and_reuses_the_cache(tmp_path: Path,
+                                                            monkeypatch: Any) -> None:
+    _needs_checker()
+    monkeypatch.chdir(tmp_path)
+    source = _source(tmp_path)
+    args = ["build", str(source), "--json", "--cache-dir", str(tmp_path / "cache")]
+    first = _invoke(args)
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert summary["program"] == "Classify" and summary["artifact"] == "build/Classify.json"
+    assert summary["scores"] == {"val": {"before": 0.0, "after": 1.0},
+                                 "test": {"before": 0.0, "after": 1.0}}
+    assert summary["lm_calls"] == 24 and summary["cache_hits"] == 0
+    assert {"tokens", "cost_usd", "seconds"} <= set(summary)
+    built = (tmp_path / "build" / "Classify.json").read_bytes()
+    second = _invoke(args)
+    again = json.loads(second.stdout)
+    assert again["lm_calls"] == 0 and again["cache_hits"] == 24
+    assert (tmp_path / "build" / "Classify.json").read_bytes() == built
+
+
+def test_build_summary_table_and_progress(tmp_path: Path) -> None:
+    _needs_checker()
+    out = tmp_path / "x.json"
+    result = _invoke(["build", str(_source(tmp_path)), "-o", str(out), "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert f"built Classify -> {out}" in result.stdout
+    assert "0.0%" in result.stdout and "100.0%" in result.stdout
+    assert "labeled_fewshot" in result.stderr  # progress names the pass
+    assert out.is_file()
+
+
+def test_build_dry_run_calls_no_lm(tmp_path: Path) -> None:
+    _needs_checker()
+    transport = _transport()
+    result = _invoke(["build", str(_source(tmp_path)), "--dry-run", "-o",
+                      str(tmp_path / "never.json")], transport)
+    assert result.exit_code == 0, result.output
+    assert "labeled_fewshot" in result.stdout and "k=3, sample=true" in result.stdout
+    assert "~12 LM calls" in result.stdout and "total projected: ~24" in result.stdout
+    assert transport.requests == [] and not (tmp_path / "never.json").exists()
+
+
+def test_build_errors_are_one_clear_line(tmp_path: Path) -> None:
+    _needs_checker()
+    source = _source(tmp_path)
+    (tmp_path / "reviews.jsonl").write_text('{"text": "a", "label": "positive"}\n{oops\n')
+    result = _invoke(["build", str(source), "--no-cache", "-o", str(tmp_path / "a.json")])
+    assert result.exit_code == 1
+    assert "reviews.jsonl:2: invalid JSON" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "a.json").exists()
+    missing = _invoke(["build", str(tmp_path / "nope.lmp")])
+    assert missing.exit_code == 1 and "no such file" in missing.stderr
+
+
+def test_ctrl_c_mid_build_leaves_no_artifact(tmp_path: Path) -> None:
+    _needs_checker()
+    calls = {"n": 0}
+
+    def interrupt_later(request: Any) -> str:
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise KeyboardInterrupt
+        return _few_shot_only(request)
+
+    out = tmp_path / "a.json"
+    result = _invoke(["build", str(_source(tmp_path)), "-o", str(out), "--cache-dir",
+                      str(tmp_path / "cache")], ScriptedTransport(fn=interrupt_later))
+    assert result.exit_code == 1 and "interrupted: no artifact written" in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".a.json*"))
+    rerun = _invoke(["build", str(_source(tmp_path)), "-o", str(out), "--json",
+                     "--cache-dir", str(tmp_path / "cache")])
+    assert json.loads(rerun.stdout)["cache_hits"] >= 10  # finished calls were not paid twice
+
+
+def test_progress_reporter_lines_and_running_best() -> None:
+    import io
+
+    from lmpc.cli.progress import ProgressReporter
+
+    stream = io.StringIO()
+    report = ProgressReporter(stream=stream, interactive=False)
+    report({"pass": "bootstrap_random_search", "started": True, "index": 1, "total": 3})
+    report({"pass": "bootstrap_random_search", "candidate": "seed=-3", "score": 0.5})
+    report({"pass": "bootstrap_random_search", "candidate": "seed=0", "score": 0.25})
+    report({"pass": "evaluate after (val)", "done": 3, "total": 9})  # not a step end: quiet
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and "(pass 2/3)" in lines[0]
+    assert "candidate seed=0" in lines[2] and "score 25.0%" in lines[2]
+    assert "best 50.0%" in lines[2]
+    tty = io.StringIO()
+    live = ProgressReporter(stream=tty, interactive=True)
+    live({"pass": "p", "candidate": "a", "score": 1.0})
+    live.close()
+    assert tty.getvalue().startswith("\r") and tty.getvalue().endswith("\n")
+
+
+def test_show_and_eval_an_ensemble_artifact(tmp_path: Path) -> None:
+    passes = [PassIR(name="bootstrap_random_search", params={"num_candidate_programs": 1}),
+              PassIR(name="ensemble", params={"size": 2})]
+    program = sentiment_program(tmp_path, passes=passes)
+    client = LMClient(_transport(), sleep=lambda s: None)
+    result = run_optimize(program, program.optimizes[0], client=client)
+    artifact = write_artifact(to_artifact(result, 0), tmp_path / "ens.json")
+    shown = _invoke(["show", str(artifact)])
+    assert shown.exit_code == 0, shown.output
+    assert "### ensemble member 1/2 (reduce: majority)" in shown.stdout
+    assert "passes: bootstrap_random_search then ensemble" in shown.stdout
+    scored = _invoke(["eval", str(artifact), "--data", str(_rows(tmp_path)), "--json",
+                      "--no-cache"])
+    assert json.loads(scored.stdout)["score"] == result.scores["test"]["after"] == 1.0

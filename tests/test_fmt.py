@@ -1,0 +1,143 @@
+"""``lmpc fmt``: canonical output, comments kept, idempotent, equal AST; the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lmpc.cli.fmt import command
+from lmpc.grammar.formatter import FormatError, format_source
+from lmpc.grammar.parser import parse
+
+FIXTURE = Path(__file__).parent / "fixtures" / "grammar" / "full.lmp"
+
+MESSY = '''// header comment
+
+import   "common.lmp"
+lm fast="openai/gpt-4o-mini"{temperature:0.0,max_tokens:256}   // trailing
+lm big = "m" {
+  // about a
+  a: 1,   /* inline */
+  b: env.KEY
+}
+
+
+enum Priority{low "can wait",medium,high}
+class Address{"""A postal address."""street:str "street and number" zip:str?}
+signature Triage {
+  """Decide how urgent
+     a support ticket is."""
+  in ticket:str   "the message"
+
+  out priority :Priority
+  // closing comment
+}
+signature S="a: str -> b"
+module M(ticket:str)->(priority:Priority){
+  t=chain_of_thought Triage(ticket=ticket)
+  assert (len(t.reason)<=200 or not t.ok) and t.x in [1,2],"short"
+  return(priority=t.priority)
+}
+metric combo=0.7*acc+f
+test "t" {M(ticket="x") expect priority==high}
+/* final
+   block */
+'''
+
+EXPECTED = '''// header comment
+
+import "common.lmp"
+lm fast = "openai/gpt-4o-mini" { temperature: 0.0, max_tokens: 256 }  // trailing
+lm big = "m" {
+  // about a
+  a: 1,  /* inline */
+  b: env.KEY,
+}
+
+enum Priority { low "can wait", medium, high }
+class Address {
+  """A postal address."""
+  street: str "street and number"
+  zip: str?
+}
+signature Triage {
+  """Decide how urgent
+  a support ticket is."""
+  in ticket: str "the message"
+
+  out priority: Priority
+  // closing comment
+}
+signature S = "a: str -> b"
+module M(ticket: str) -> (priority: Priority) {
+  t = chain_of_thought Triage(ticket = ticket)
+  assert (len(t.reason) <= 200 or not t.ok) and t.x in [1, 2], "short"
+  return (priority = t.priority)
+}
+metric combo = 0.7 * acc + f
+test "t" { M(ticket = "x") expect priority == high }
+/* final
+   block */
+'''
+
+
+def test_canonical_output_keeps_comments_and_single_blank_lines() -> None:
+    assert format_source(MESSY, "m.lmp") == EXPECTED
+
+
+@pytest.mark.parametrize("src", [MESSY, FIXTURE.read_text()])
+def test_idempotent_and_same_ast(src: str) -> None:
+    once = format_source(src, "a.lmp")
+    assert format_source(once, "a.lmp") == once
+    before, after = parse(src, "a.lmp")[0], parse(once, "a.lmp")[0]
+    assert before == after
+    assert [c.text for c in before.comments] == [c.text for c in after.comments]
+
+
+def test_long_one_liners_are_broken_up() -> None:
+    options = ", ".join(f"option_{i}: {i}" for i in range(12))
+    out = format_source(f'lm x = "m" {{ {options} }}', "a.lmp")
+    assert out.splitlines()[0] == 'lm x = "m" {' and out.splitlines()[1] == "  option_0: 0,"
+
+
+def test_strings_are_re_escaped() -> None:
+    src = 'metric r = regex(a, pattern = "^\\\\d+\\"$\\n")\n'
+    out = format_source(src, "a.lmp")
+    assert out == src
+    assert parse(out, "a")[0] == parse(src, "a")[0]
+
+
+def test_syntax_error_raises_format_error() -> None:
+    with pytest.raises(FormatError) as info:
+        format_source("enum {", "bad.lmp")
+    assert info.value.diagnostics[0].code == "E0001"
+
+
+def test_cli_rewrites_then_check_passes(tmp_path: Path) -> None:
+    path = tmp_path / "a.lmp"
+    path.write_text(MESSY)
+    runner = CliRunner()
+    check = runner.invoke(command, ["--check", str(path)])
+    assert check.exit_code == 1 and f"would reformat {path}" in check.output
+    assert path.read_text() == MESSY  # --check never writes
+    assert runner.invoke(command, [str(path)]).exit_code == 0
+    assert path.read_text() == EXPECTED
+    assert runner.invoke(command, ["--check", str(path)]).exit_code == 0
+
+
+def test_cli_reports_syntax_errors_with_caret(tmp_path: Path) -> None:
+    path = tmp_path / "bad.lmp"
+    path.write_text("enum P { a @ b }\n")
+    result = CliRunner().invoke(command, [str(path)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"{path}:1:12: error[E0003]: invalid character '@'" in result.output
+    assert "^" in result.output and path.read_text() == "enum P { a @ b }\n"
+
+
+def test_cli_missing_file_and_usage(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(command, [str(tmp_path / "nope.lmp")])
+    assert missing.exit_code == 1 and "cannot read file" in missing.output
+    assert runner.invoke(command, []).exit_code == 2

@@ -1,0 +1,106 @@
+"""``lmpc run`` through click's CliRunner, with a scripted transport handed in."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
+
+from programs import chat_reply, triage_program  # noqa: E402
+
+from lmpc.cli import main  # noqa: E402
+from lmpc.compiler.artifact import Artifact, write_artifact  # noqa: E402
+from lmpc.runtime.lm_types import LMRequest  # noqa: E402
+from lmpc.runtime.scripted import ScriptedTransport  # noqa: E402
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Path:
+    program = triage_program()
+    program.base_dir = str(tmp_path)
+    return write_artifact(Artifact(program="Support", ir=program), tmp_path / "support.json")
+
+
+def reply(request: LMRequest) -> str:
+    if request.mode == "text":
+        return " medium"
+    return chat_reply(priority="high" if "down" in request.messages[-1]["content"] else "low")
+
+
+def run(args: list[str], transport: ScriptedTransport | None = None):
+    transport = transport or ScriptedTransport(fn=reply)
+    return CliRunner().invoke(main, ["run", *args, "--no-cache"],
+                              obj={"transport": transport})
+
+
+def test_run_one_input(artifact: Path) -> None:
+    result = run([str(artifact), "--input", '{"ticket": "site down"}'])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"priority": "high"}
+
+
+def test_run_input_file_one_line_per_row(artifact: Path, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"ticket": "site down"}\n\n{"ticket": "typo"}\n')
+    result = run([str(artifact), "--input-file", str(rows), "--threads", "2"])
+    assert result.exit_code == 0
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"priority": "high"}, {"priority": "low"}]
+
+
+def test_lm_override_switches_to_the_completion_layout(artifact: Path) -> None:
+    transport = ScriptedTransport(fn=reply)
+    result = run([str(artifact), "--input", '{"ticket": "x"}', "--lm", "local"], transport)
+    assert json.loads(result.stdout) == {"priority": "medium"}
+    assert transport.requests[0].model == "local/gemma-3-270m"
+
+
+def test_bad_row_names_file_and_line(artifact: Path, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"ticket": "a"}\n{"ticket": \n')
+    result = run([str(artifact), "--input-file", str(rows)])
+    assert result.exit_code == 1
+    assert f"{rows}:2: not valid JSON" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_failed_row_prints_null_and_exits_1(artifact: Path, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"ticket": "down"}\n{"other": 1}\n')
+    result = run([str(artifact), "--input-file", str(rows)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == ['{"priority": "high"}', "null"]
+    assert f"{rows}:2: module Support needs input 'ticket'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.json", "--input", "{}"], "missing.json: no such file"),
+        (["{artifact}", "--input", "[1]"], "an input must be a JSON object"),
+        (["{artifact}", "--input", "{}", "--program", "Nope"], "no module named 'Nope'"),
+    ],
+)
+def test_errors_are_one_line_no_traceback(artifact: Path, args: list[str], message: str) -> None:
+    result = run([a.replace("{artifact}", str(artifact)) for a in args])
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_not_an_artifact(tmp_path: Path) -> None:
+    bogus = tmp_path / "x.json"
+    bogus.write_text("{}")
+    result = run([str(bogus), "--input", "{}"])
+    assert result.exit_code == 1 and "not an lmpc artifact" in result.stderr
+
+
+def test_needs_exactly_one_input_option(artifact: Path) -> None:
+    result = run([str(artifact)])
+    assert result.exit_code == 2
+    assert "exactly one of --input" in result.output
