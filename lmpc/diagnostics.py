@@ -29,6 +29,7 @@ SYNTAX_CODES = {
     "E0002": "unterminated string, comment or block",
     "E0003": "invalid character",
     "E0004": "invalid DSPy string signature",
+    "E0005": "nested too deeply to format",
     "E0000": "internal parser error (a bug in lmpc)",
 }
 
@@ -65,10 +66,16 @@ def suggest(name: str, candidates: Iterable[str]) -> str | None:
 
 
 def _caret(line_text: str, span: Span) -> str:
-    """``^~~~`` under the span's part of its first line (at least one caret)."""
+    """``^~~~`` under the span's part of its first line (at least one caret).
+
+    ``end_col`` is exclusive; no end means one caret; a span over several lines is
+    underlined to the end of its first line.
+    """
     start = max(span.col - 1, 0)
-    if span.end_line == span.line and span.end_col is not None and span.end_col > span.col:
-        width = span.end_col - span.col
+    if span.end_col is None:
+        width = 1
+    elif span.end_line in (None, span.line):
+        width = max(span.end_col - span.col, 1)
     else:
         width = max(len(line_text.rstrip()) - start, 1)
     # Tabs in the prefix keep their width so the caret lines up in a terminal.
@@ -80,9 +87,10 @@ def _caret(line_text: str, span: Span) -> str:
 def render(diag: Diagnostic, source_text: str | None) -> str:
     """A diagnostic as text: header line, the source line with a caret, the hint."""
     out = [str(diag)]
-    lines = source_text.splitlines() if source_text is not None else []
+    # split on "\n" only: line numbers count "\n" (splitlines would also split on \f ...)
+    lines = source_text.split("\n") if source_text is not None else []
     if 1 <= diag.span.line <= len(lines):
-        line_text = lines[diag.span.line - 1]
+        line_text = lines[diag.span.line - 1].rstrip("\r")
         gutter = " " * len(str(diag.span.line))
         out.append(f"{gutter} |")
         out.append(f"{diag.span.line} | {line_text}")

@@ -31,6 +31,11 @@ def test_multiline_span_underlines_to_end_of_first_line() -> None:
     assert render(diag, SOURCE).splitlines()[-1] == "  |      ^~~~~~~"
 
 
+def test_span_without_end_gets_one_caret() -> None:
+    diag = Diagnostic("E1002", "here", Span(file="p.lmp", line=2, col=3))
+    assert render(diag, SOURCE).splitlines()[-1] == "  |   ^"
+
+
 def test_warning_severity_and_missing_source() -> None:
     diag = Diagnostic("E1999", "odd", span(9, 1), severity="warning")
     assert render(diag, SOURCE) == "p.lmp:9:1: warning[E1999]: odd"

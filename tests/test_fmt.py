@@ -87,13 +87,20 @@ def test_canonical_output_keeps_comments_and_single_blank_lines() -> None:
     assert format_source(MESSY, "m.lmp") == EXPECTED
 
 
-@pytest.mark.parametrize("src", [MESSY, FIXTURE.read_text()])
+@pytest.mark.parametrize("src", [MESSY, FIXTURE.read_text()], ids=["messy", "full"])
 def test_idempotent_and_same_ast(src: str) -> None:
     once = format_source(src, "a.lmp")
     assert format_source(once, "a.lmp") == once
     before, after = parse(src, "a.lmp")[0], parse(once, "a.lmp")[0]
     assert before == after
     assert [c.text for c in before.comments] == [c.text for c in after.comments]
+
+
+def test_crlf_sources_become_lf() -> None:
+    src = MESSY.replace("\n", "\r\n")
+    out = format_source(src, "a.lmp")
+    assert "\r" not in out and out == EXPECTED
+    assert parse(src, "a")[0] == parse(out, "a")[0]
 
 
 def test_long_one_liners_are_broken_up() -> None:
@@ -113,6 +120,14 @@ def test_syntax_error_raises_format_error() -> None:
     with pytest.raises(FormatError) as info:
         format_source("enum {", "bad.lmp")
     assert info.value.diagnostics[0].code == "E0001"
+
+
+def test_absurd_nesting_is_an_error_not_a_crash() -> None:
+    src = "module M() -> () { assert " + " or ".join(["a"] * 3000) + " }"
+    assert parse(src, "deep.lmp")[1] == []
+    with pytest.raises(FormatError) as info:
+        format_source(src, "deep.lmp")
+    assert info.value.diagnostics[0].code == "E0005"
 
 
 def test_cli_rewrites_then_check_passes(tmp_path: Path) -> None:
@@ -141,3 +156,24 @@ def test_cli_missing_file_and_usage(tmp_path: Path) -> None:
     missing = runner.invoke(command, [str(tmp_path / "nope.lmp")])
     assert missing.exit_code == 1 and "cannot read file" in missing.output
     assert runner.invoke(command, []).exit_code == 2
+
+
+def test_comments_inside_collapsed_constructs_are_kept_in_order() -> None:
+    src = """module M() -> () {
+  t = predict S(
+    a = 1,  // first
+    // standalone inside
+    b = 2
+  )
+  /* before return */ return (x = t.y)
+}
+"""
+    assert format_source(src, "a.lmp") == """module M() -> () {
+  t = predict S(a = 1, b = 2)  // first
+  // standalone inside
+  /* before return */
+  return (x = t.y)
+}
+"""
+    once = format_source(src, "a.lmp")
+    assert format_source(once, "a.lmp") == once

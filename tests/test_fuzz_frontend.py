@@ -17,7 +17,8 @@ from lmpc.grammar.formatter import format_source
 from lmpc.grammar.parser import parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "grammar"
-SOURCES = [p.read_text() for p in sorted(FIXTURES.glob("*.lmp"))]
+EXAMPLES = Path(__file__).parent.parent / "examples"
+SOURCES = [p.read_text() for p in sorted([*FIXTURES.glob("*.lmp"), *EXAMPLES.glob("*.lmp")])]
 TOKENS = ["module", "signature", "lm", "enum", "then", "in", "out", "assert", "return", "{",
           "}", "(", ")", "[", "]", '"', '"""', "/*", "*/", "//", ",", ":", "=", "->", "?",
           "|", ".", "*", "+", "==", "env.X", "1.5", "-3", "true", "\n", " ", "\t", "\\", "@",

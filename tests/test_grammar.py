@@ -271,3 +271,21 @@ def test_parsing_5000_lines_is_fast() -> None:
     elapsed = time.process_time() - start
     assert diags == [] and len(tree.decls) > 1000
     assert elapsed < 5.0  # loose for loaded CI machines; bench/ reports the real number
+
+
+def test_keywords_are_names_where_no_keyword_fits() -> None:
+    d = one("signature in { in in: str  out out: list[str] }")
+    assert d == A.SignatureDecl("in", [A.SigField("in", "in", n("str")),
+                                       A.SigField("out", "out", n("list", n("str")))])
+    assert one("enum Dir { in, out, module }").members[2].name == "module"
+    d = one("optimize then with with on on { seed: 1 a() then then(y = 2) }")
+    assert (d.program, d.metric, d.dataset) == ("then", "with", "on")
+    assert [p.name for p in d.passes] == ["a", "then"]
+
+
+def test_spans_cover_keywords_and_brackets() -> None:
+    d = one('module M(x: str) -> (y: str) {\n  t = predict S(x = x)\n}')
+    assert (d.span.line, d.span.col, d.span.end_line, d.span.end_col) == (1, 1, 3, 2)
+    call = d.body[0].value
+    assert (call.span.col, call.span.end_col) == (7, 23)
+    assert (d.inputs[0].span.col, d.inputs[0].span.end_col) == (10, 16)

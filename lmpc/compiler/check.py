@@ -177,14 +177,15 @@ def _collect(files: list[LoadedFile], scope: Scope) -> None:
             namespace = NAMESPACES.get(type(decl))
             if namespace is None:
                 continue
-            name_span = scope.name_span(decl.span, decl.name)
             first = scope.decls[namespace].get(decl.name)
             if namespace == "type" and decl.name in (*SCALARS, *GENERICS):
-                scope.error("E1101", f"'{decl.name}' is a built-in type", name_span)
+                scope.error("E1101", f"'{decl.name}' is a built-in type",
+                            scope.name_span(decl.span, decl.name))
             elif first is not None:
                 where = first.span
                 scope.error("E1101", f"'{decl.name}' is already defined at {where.file}:"
-                            f"{where.line}:{where.col}", name_span, "rename one of them")
+                            f"{where.line}:{where.col}", scope.name_span(decl.span, decl.name),
+                            "rename one of them")
             else:
                 scope.decls[namespace][decl.name] = decl
 
@@ -197,6 +198,7 @@ def _types(decls: list[ast.Node], ctx: Ctx) -> None:
         program.classes[d.name] = check_class(d, ctx)
     for d in _of(decls, ast.TypeAlias, ctx.scope):
         ctx.types.alias(d)
+    ctx.index_enums()
 
 
 def _modules(decls: list[ast.Node], ctx: Ctx) -> None:

@@ -22,9 +22,14 @@ class Ctx:
     # columns of each dataset file (first record), for checking names against the data
     columns: dict[str, list[str] | None] = field(default_factory=dict)
 
-    @property
-    def enums(self) -> dict[str, list[str]]:
-        return {name: e.values for name, e in self.program.enums.items()}
+    # enum name -> values, and every value of any enum (filled once enums are checked)
+    enums: dict[str, list[str]] = field(default_factory=dict)
+    enum_values: set[str] = field(default_factory=set)
+
+    def index_enums(self) -> None:
+        """Cache the enums for the many lookups of the dataflow checks."""
+        self.enums = {name: e.values for name, e in self.program.enums.items()}
+        self.enum_values = {v for values in self.enums.values() for v in values}
 
     def data_path(self, declared_in: str, path: str) -> tuple[str, str]:
         """(path on disk, path stored in the IR: relative to ``base_dir``) of a data file."""

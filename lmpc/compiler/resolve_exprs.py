@@ -105,7 +105,7 @@ def _enum_member(ref: ast.Ref, dst: TypeRef | None, env: Env, ctx: Ctx) -> str |
         return path[0]
     if dst is not None and dst.kind == "literal" and path[0] in dst.values:
         return path[0]
-    if (dst is None or dst.kind in ("str", "any")) and any(path[0] in v for v in enums.values()):
+    if (dst is None or dst.kind in ("str", "any")) and path[0] in ctx.enum_values:
         return path[0]
     return None
 

@@ -180,8 +180,8 @@ def _check_metric_fields(decl: ast.OptimizeDecl, mod: ModuleIR, ctx: Ctx) -> Non
                             f"output of module '{mod.name}'", ctx.scope.name_span(span, field),
                             suggest(field, outputs) or "outputs: " + ", ".join(outputs))
             continue
-        labels = dataset_fields(ctx.program.datasets[decl.dataset],
-                                ctx.columns.get(decl.dataset))
+        dataset = ctx.program.datasets.get(decl.dataset)
+        labels = dataset_fields(dataset, ctx.columns.get(decl.dataset)) if dataset else None
         needs_label = not (metric.kind == "contains" and "value" in metric.options) and \
             metric.kind != "regex"
         if labels is not None and needs_label and field not in labels:

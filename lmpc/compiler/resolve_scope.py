@@ -124,17 +124,34 @@ class Scope:
             start = max(start, source.offset(after.end_line or after.line,
                                              after.end_col or after.col))
         end = source.offset(span.end_line or span.line, span.end_col or span.col)
-        pattern = re.compile(r"(?<![A-Za-z0-9_])" + re.escape(name) + r"(?![A-Za-z0-9_])")
-        match = pattern.search(source.text, start, max(end, start))
-        if match is None:
+        found = _find_word(source.text, name, start, max(end, start))
+        if found < 0:
             return span
-        line, col = source.position(match.start())
+        line, col = source.position(found)
         return Span(file=span.file, line=line, col=col, end_line=line, end_col=col + len(name))
 
     def text_of(self, span: Span) -> str:
         """The source text a span covers (for default constraint messages)."""
         source = self.sources.get(span.file)
         return source.slice(span) if source is not None else ""
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _find_word(text: str, word: str, start: int, end: int) -> int:
+    """Offset of ``word`` in ``text[start:end]`` not inside a longer name, else -1."""
+    at = text.find(word, start, end)
+    while at >= 0:
+        before = text[at - 1] if at > 0 else " "
+        after = text[at + len(word)] if at + len(word) < len(text) else " "
+        edge_ok = not (_is_word_char(word[0]) and _is_word_char(before)) and \
+            not (_is_word_char(word[-1]) and _is_word_char(after))
+        if edge_ok:
+            return at
+        at = text.find(word, at + 1, end)
+    return -1
 
 
 def _kind_of(decl: Any) -> str:

@@ -35,6 +35,8 @@ class TypeResolver:
         self.scope = scope
         self._aliases: dict[str, TypeRef] = {}
         self._open: set[str] = set()
+        # Types without arguments are built once and shared (nothing edits a TypeRef).
+        self._simple: dict[str, TypeRef] = {}
 
     def resolve(self, node: ast.TypeExpr | None) -> TypeRef:
         """The TypeRef of ``node``; None (an untyped field) is ``str``."""
@@ -49,10 +51,12 @@ class TypeResolver:
 
     def _named(self, node: ast.NamedType) -> TypeRef:
         name = node.name
+        if not node.args and name in self._simple:
+            return self._simple[name]
         if name in SCALARS:
             if node.args:
                 self.scope.error("E1205", f"type '{name}' takes no arguments", node.span)
-            return TypeRef(kind=name)
+            return self._remember(name, TypeRef(kind=name))
         if name in GENERICS:
             return self._generic(node)
         decl = self.scope.decls["type"].get(name)
@@ -62,10 +66,14 @@ class TypeResolver:
         if node.args:
             self.scope.error("E1205", f"type '{name}' takes no arguments", node.span)
         if isinstance(decl, ast.EnumDecl):
-            return TypeRef(kind="enum", name=name)
+            return self._remember(name, TypeRef(kind="enum", name=name))
         if isinstance(decl, ast.ClassDecl):
-            return TypeRef(kind="class", name=name)
+            return self._remember(name, TypeRef(kind="class", name=name))
         return self.alias(decl)
+
+    def _remember(self, name: str, type_: TypeRef) -> TypeRef:
+        self._simple[name] = type_
+        return type_
 
     def _generic(self, node: ast.NamedType) -> TypeRef:
         want = GENERICS[node.name]

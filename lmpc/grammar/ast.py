@@ -45,6 +45,27 @@ class Node:
             yield from child.walk()
 
 
+class Visitor:
+    """Dispatches ``visit(node)`` to ``visit_<NodeClass>``, else visits the children.
+
+    >>> from lmpc.grammar.parser import parse
+    >>> class Names(Visitor):
+    ...     def __init__(self): self.seen = []
+    ...     def visit_Ref(self, node): self.seen.append(node.name)
+    >>> v = Names(); v.visit(parse("module M() -> () { t = predict S(x = a.b) }", "m")[0])
+    >>> v.seen
+    ['a.b']
+    """
+
+    def visit(self, node: Node) -> object:
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        return method(node) if method is not None else self.generic_visit(node)
+
+    def generic_visit(self, node: Node) -> None:
+        for child in node.children():
+            self.visit(child)
+
+
 # ---------------------------------------------------------------- values and expressions
 
 

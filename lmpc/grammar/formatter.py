@@ -19,6 +19,8 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from lmpc.compiler.ir import Span
+from lmpc.diagnostics import Diagnostic
 from lmpc.grammar import ast
 from lmpc.grammar.parser import parse
 
@@ -52,13 +54,17 @@ def format_source(text: str, path: str) -> str:
     tree, diags = parse(text, path)
     if tree is None:
         raise FormatError(diags)
-    return format_file(tree, text)
+    try:
+        return format_file(tree, text)
+    except RecursionError:  # expressions nested thousands deep: refuse, don't crash
+        span = Span(file=path, line=1, col=1, end_line=1, end_col=2)
+        raise FormatError([Diagnostic("E0005", "nested too deeply to format", span)]) from None
 
 
 def format_file(tree: ast.File, text: str) -> str:
     """Print a parsed file; ``text`` is its source (for comments and blank lines)."""
     items = list(_Printer().file(tree))
-    return _render(_place_comments(items, tree.comments, text), text.splitlines())
+    return _render(_place_comments(items, tree.comments, text), text.split("\n"))
 
 
 # ------------------------------------------------------------------ values, types
@@ -349,7 +355,7 @@ def metric_value(node: ast.MetricValue) -> str:
 
 def _place_comments(items: list[Item], comments: list[ast.Comment], text: str) -> list[Item]:
     """Merge comments into the item list (see the module docstring)."""
-    lines = text.splitlines()
+    lines = text.split("\n")
     firsts, running = [], 0
     for item in items:
         running = max(running, item.first)
@@ -359,20 +365,25 @@ def _place_comments(items: list[Item], comments: list[ast.Comment], text: str) -
         prefix = lines[c.span.line - 1][: c.span.col - 1] if c.span.line <= len(lines) else ""
         owner = bisect.bisect_right(firsts, c.span.line) - 1
         if prefix.strip() and owner >= 0:
-            items[owner].trailing.append(c.text)
+            items[owner].trailing.append(_comment_text(c))
             continue
-        target = bisect.bisect_right(firsts, c.span.line)
+        target = bisect.bisect_left(firsts, c.span.line)  # before code starting on its line
         depth = 0
         if target < len(items):
             depth = items[target].depth + (1 if items[target].closing else 0)
         end = c.span.end_line or c.span.line
-        before.setdefault(target, []).append(Item(c.text, depth, c.span.line, end))
+        before.setdefault(target, []).append(Item(_comment_text(c), depth, c.span.line, end))
     merged: list[Item] = []
     for i, item in enumerate(items):
         merged.extend(before.get(i, []))
         merged.append(item)
     merged.extend(before.get(len(items), []))
     return merged
+
+
+def _comment_text(comment: ast.Comment) -> str:
+    """A comment as written, without trailing spaces or CR line ends."""
+    return "\n".join(line.rstrip() for line in comment.text.split("\n"))
 
 
 def _render(items: list[Item], lines: list[str]) -> str:

@@ -1,8 +1,8 @@
 """The tokenizer Lark's LALR parser pulls from (a custom Lark ``Lexer``).
 
 Why not Lark's contextual lexer: it matches a keyword as a prefix of a longer word
-when only keywords fit (``lmfast = "m"`` lexed as ``lm fast``), and it was the larger
-half of the parse time on big files. This lexer reads whole words with one master
+when only keywords fit (``lmfast = "m"`` lexed as ``lm fast``), and it took about a
+third of the parse time on big files. This lexer reads whole words with one master
 regex; a word is a keyword only where the parser's current state accepts that keyword
 (so ``in``, ``on``, ``with`` ... stay usable as names elsewhere). Terminal names and
 patterns come from ``lmp.lark`` itself, and the ``COMMENT`` lexer callback is honoured,
@@ -21,6 +21,7 @@ from lark.lexer import Lexer, LexerState
 
 # Regex terminals of lmp.lark, in the order they are tried (first match wins).
 _REGEX_ORDER = ("WS", "COMMENT", "DOCSTRING", "STRING", "NUMBER", "NAME")
+_MULTILINE = frozenset({"WS", "COMMENT", "DOCSTRING"})
 
 
 class LmpLexer(Lexer):
@@ -65,10 +66,9 @@ class LmpLexer(Lexer):
                 kind = self.punct[value]
             elif kind == "NAME" and value in self.keywords:
                 kind = self._word_kind(value, states, parser_state)
-            newlines = value.count("\n")
-            end_line = line + newlines
-            end_line_start = line_start
-            if newlines:
+            end_line, end_line_start = line, line_start
+            if kind in _MULTILINE and "\n" in value:  # only these can span lines
+                end_line = line + value.count("\n")
                 end_line_start = pos + value.rindex("\n") + 1
             if kind in self.ignore and kind not in self.callbacks:
                 pos, line, line_start = m.end(), end_line, end_line_start

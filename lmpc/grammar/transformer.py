@@ -1,16 +1,35 @@
-"""Lark parse tree -> AST. Only builds nodes; every rule maps to one method here."""
+"""Grammar rules -> AST nodes. Only builds nodes; every rule maps to one method here.
+
+Lark calls the methods while it parses (its tree-less LALR mode), so no parse tree
+is ever built; :func:`lark_callbacks` adapts them to Lark's callback interface.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import re
-from typing import Any
+from typing import Any, Protocol
 
-from lark import Token, Transformer, Tree
-from lark.tree import Meta
+from lark import Token
 
 from lmpc.compiler.ir import Span
 from lmpc.grammar import ast
+
+CURRENT_PATH: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "lmpc_parse_path", default="<unknown>"
+)
+
+
+class Meta(Protocol):
+    """Position of a rule (1-based; end column exclusive)."""
+
+    empty: bool
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
 _ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
@@ -50,35 +69,39 @@ def _is(token: Any, kind: str) -> bool:
     return isinstance(token, Token) and token.type == kind
 
 
-class ToAst(Transformer):
-    """Builds :mod:`lmpc.grammar.ast` nodes; ``path`` goes into every span.
+class ToAst:
+    """Builds :mod:`lmpc.grammar.ast` nodes, one method per grammar rule.
 
-    Every rule method takes ``(meta, children)``.
+    Every rule method takes ``(meta, children)``: the rule's position and its value
+    children (keywords and punctuation left out). Lark calls them while it parses,
+    through :func:`lark_callbacks`, so no parse tree is ever built. The file name in
+    every span is ``path`` (by default the one set in :data:`CURRENT_PATH` for the
+    parse in progress).
     """
 
-    def __init__(self, path: str) -> None:
-        super().__init__(visit_tokens=False)
-        self.path = path
+    def __init__(self, path: str | None = None) -> None:
+        self._path = path
 
-    def _call_userfunc(self, tree: Tree, new_children: list | None = None) -> Any:
-        # Calls rule methods directly with the tree's meta: Lark's v_args(meta=True)
-        # wraps every call anew, which cost a third of the parse time on big files.
-        children = new_children if new_children is not None else tree.children
-        method = getattr(self, tree.data, None)
-        if method is None:
-            return self.__default__(tree.data, children, tree.meta)
-        return method(tree.meta, children)
+    @property
+    def path(self) -> str:
+        return self._path if self._path is not None else CURRENT_PATH.get()
+
+    # grouping parentheses: `"(" type ")"` and `"(" expr ")"` keep the inner node
+    def type(self, meta: Meta, c: list) -> Any:
+        return c[0]
+
+    operand = type
 
     # ------------------------------------------------------------ helpers
     def span(self, meta: Meta) -> Span:
         if getattr(meta, "empty", True):
             return ast.NO_SPAN
         return Span(file=self.path, line=meta.line, col=meta.column,
-                                    end_line=meta.end_line, end_col=meta.end_column)
+                    end_line=meta.end_line, end_col=meta.end_column)
 
     def tspan(self, tok: Token) -> Span:
         return Span(file=self.path, line=tok.line or 1, col=tok.column or 1,
-                                    end_line=tok.end_line, end_col=tok.end_column)
+                    end_line=tok.end_line, end_col=tok.end_column)
 
     @staticmethod
     def _doc(children: list) -> tuple[str | None, list]:
@@ -336,3 +359,88 @@ class ToAst(Transformer):
 
     def expect_clause(self, meta: Meta, c: list) -> list:
         return list(c)
+
+
+# ------------------------------------------------------------------ inline callbacks
+
+# Tokens that carry a value; the others (keywords, punctuation) only shape the tree.
+_VALUE_TOKENS = frozenset({"NAME", "NUMBER", "STRING", "DOCSTRING", "TRUE", "FALSE"})
+# Rules written with `!` in lmp.lark: their keyword token *is* the value.
+_KEEP_TOKENS = frozenset({"direction", "predictor_kind", "comp_op"})
+
+
+class _Pos:
+    """Position of a rule's children, in the shape ToAst expects of Lark's Meta."""
+
+    __slots__ = ("empty", "line", "column", "end_line", "end_column")
+
+    def __init__(self, first: tuple | None, last: tuple | None) -> None:
+        self.empty = first is None
+        if first is not None and last is not None:
+            self.line, self.column = first[0], first[1]
+            self.end_line, self.end_column = last[2], last[3]
+
+
+class _Wrapped:
+    """A non-node rule result (a list, a name, a literal) with its source position."""
+
+    __slots__ = ("value", "pos")
+
+    def __init__(self, value: Any, pos: tuple | None) -> None:
+        self.value, self.pos = value, pos
+
+
+def _position(child: Any) -> tuple | None:
+    if isinstance(child, Token):
+        return (child.line, child.column, child.end_line, child.end_column)
+    if isinstance(child, _Wrapped):
+        return child.pos
+    span = getattr(child, "span", None)
+    if span is None or span is ast.NO_SPAN:
+        return None
+    return (span.line, span.col, span.end_line, span.end_col)
+
+
+def _callback(method: Any, keep_tokens: bool) -> Any:
+    def callback(children: list) -> Any:
+        first = last = None
+        for child in children:
+            first = _position(child)
+            if first is not None:
+                break
+        for child in reversed(children):
+            last = _position(child)
+            if last is not None:
+                break
+        values = [
+            c.value if isinstance(c, _Wrapped) else c
+            for c in children
+            if keep_tokens or not isinstance(c, Token) or c.type in _VALUE_TOKENS
+        ]
+        result = method(_Pos(first, last), values)
+        if isinstance(result, ast.Node | Token):
+            return result
+        pos = (first[0], first[1], last[2], last[3]) if first and last else None
+        return _Wrapped(result, pos)
+
+    return callback
+
+
+class _Callbacks:
+    """The object Lark reads rule callbacks from (``Lark(transformer=...)``)."""
+
+
+def lark_callbacks() -> _Callbacks:
+    """Every ToAst rule method as a callback for Lark's tree-less LALR mode.
+
+    Lark (with ``keep_all_tokens=True``) calls ``callbacks.<rule>(children)`` at each
+    reduction; the callback works out the rule's position from its children and
+    passes the value children on.
+    """
+    builder = ToAst()
+    callbacks = _Callbacks()
+    for name in dir(ToAst):
+        if name.startswith("_") or name in ("span", "tspan", "path"):
+            continue
+        setattr(callbacks, name, _callback(getattr(builder, name), name in _KEEP_TOKENS))
+    return callbacks
