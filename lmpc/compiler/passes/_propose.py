@@ -59,6 +59,7 @@ TIPS: dict[str, str] = {
 DATA_BATCH = 10  # training rows shown per dataset observation
 DATA_BATCHES = 3  # observations before the condensing call
 DEMOS_SHOWN = 3  # demos shown to the proposer per candidate
+WRITER_MAX_TOKENS = 200  # least room the prompt model gets to write an instruction
 _TEXT_CAP = 600  # characters of one field value shown to the prompt model
 
 _STR = TypeRef(kind="str")
@@ -115,7 +116,7 @@ def ask(
     """
     from lmpc.runtime.execute import run_module  # the runtime imports the LM layer lazily
 
-    changes: dict[str, Any] = {"rollout": rollout}
+    changes: dict[str, Any] = {"rollout": rollout, **_room_to_write(run_ctx)}
     if temperature is not None:
         changes["temperature"] = temperature
     try:
@@ -128,6 +129,17 @@ def ask(
         return None
     text = str(pred.outputs.get(writer.output[0]) or "").strip()
     return text or None
+
+
+def _room_to_write(run_ctx: Any) -> dict[str, Any]:
+    """Raise a tiny ``max_tokens`` (set for short labels, e.g. 8) to ``WRITER_MAX_TOKENS``
+    for the prompt model: an instruction or a summary needs room. Never lowers it."""
+    lm = getattr(run_ctx, "task_lm", None)
+    limit = getattr(lm, "settings", {}).get("max_tokens") if lm is not None else None
+    if not isinstance(limit, int) or limit >= WRITER_MAX_TOKENS:
+        return {}
+    settings = {**lm.settings, "max_tokens": WRITER_MAX_TOKENS}
+    return {"task_lm": lm.model_copy(update={"settings": settings})}
 
 
 def stop_if_exceeded(budget: Any) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from lmpc.compiler.passes._demos import PassError
 from lmpc.runtime.cache import default_cache_path
 
 log = logging.getLogger("lmpc")
@@ -47,6 +48,13 @@ def study_name(pass_name: str, key: dict[str, Any], seed: int) -> str:
 def default_storage_path() -> Path:
     """``optuna.sqlite3`` beside the LM cache (``$LMPC_CACHE_DIR`` or ``~/.cache/lmpc``)."""
     return default_cache_path().parent / "optuna.sqlite3"
+
+
+def storage_beside_cache(run_ctx: Any) -> str | None:
+    """``optuna.sqlite3`` beside the LM cache file the run uses (``--cache-dir``), if any."""
+    cache = getattr(getattr(run_ctx, "client", None), "cache", None)
+    path = getattr(cache, "path", None)
+    return str(Path(path).parent / "optuna.sqlite3") if path is not None else None
 
 
 def storage_url(storage: str | None) -> str:
@@ -112,7 +120,7 @@ def _storage(storage: str | None) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
                                           heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     except Exception as exc:  # SQLAlchemy raises many types; the user needs the URL named
-        raise ValueError(f"cannot open the Optuna storage {_redact(url)!r}: {exc}") from None
+        raise PassError(f"cannot open the Optuna storage {_redact(url)!r}: {exc}") from None
 
 
 def _redact(url: str) -> str:

@@ -63,7 +63,7 @@ def bootstrap_random_search(
     params = BootstrapParams(max_bootstrapped_demos, max_labeled_demos, max_rounds,
                              metric_threshold, max_errors, teacher)
     valset = ctx.valset or ctx.trainset
-    scored: list[tuple[int, Candidate]] = []
+    scored: list[Candidate] = []  # in seed order, so that sorting keeps ties in it
     rows: list[dict[str, Any]] = []
     report: dict[str, Any] = {
         "params": {**asdict(params), "num_candidate_programs": num_candidate_programs,
@@ -77,8 +77,8 @@ def bootstrap_random_search(
             cand, row = _build(program, ctx, params, seed)
             rows.append(row)
             row["score"] = _score(cand, ctx, valset, seed, row)
-            scored.append((seed, Candidate(cand, row["score"], row["label"])))
-            best = max(c.score for _, c in scored)
+            scored.append(Candidate(cand, row["score"], row["label"]))
+            best = max(c.score for c in scored)
             ctx.progress({"pass": PASS, "candidate": row["label"], "score": row["score"],
                           "best": best})
             if stop_at_score is not None and row["score"] >= stop_at_score:
@@ -89,7 +89,7 @@ def bootstrap_random_search(
             raise
         report["stopped"] = "budget"
         log.info("random search: budget reached after %d candidates", len(scored))
-    candidates = [c for _, c in sorted(scored, key=lambda sc: -sc[1].score)]
+    candidates = sorted(scored, key=lambda c: -c.score)
     report["best"] = candidates[0].label
     report["best_score"] = candidates[0].score
     return PassResult(program=candidates[0].program, candidates=candidates, report=report)

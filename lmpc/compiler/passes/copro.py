@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmpc.compiler.ir import PredictorIR, ProgramIR
-from lmpc.compiler.passes._demos import attributed, check_budget
+from lmpc.compiler.passes._demos import PassError, attributed, check_budget
 from lmpc.compiler.passes._propose import (
     alternative_instruction,
     instruction_from_attempts,
@@ -62,7 +62,9 @@ def copro(
 ) -> PassResult:
     """Tune the instructions of every predictor of ``ctx.module`` by coordinate ascent."""
     if breadth < 2 or depth < 1:
-        raise ValueError(f"copro needs breadth >= 2 and depth >= 1 (got {breadth}, {depth})")
+        raise PassError(f"copro needs breadth >= 2 and depth >= 1 (got {breadth}, {depth})")
+    if not ctx.trainset:
+        raise PassError("copro scores candidate instructions on the trainset, which is empty")
     state = _State(best=program.model_copy(deep=True))
     preds = [p.id for p in state.best.predictors_of(ctx.module)]
     report: dict[str, Any] = {

@@ -47,6 +47,7 @@ from typing import Any
 from lmpc.compiler.ir import Demo, ProgramIR
 from lmpc.compiler.passes import _study
 from lmpc.compiler.passes._demos import (
+    PassError,
     attributed,
     check_budget,
     clear_demos,
@@ -110,13 +111,13 @@ def resolve_settings(
     fewshot = max_bootstrapped_demos > 0 or max_labeled_demos > 0
     if auto is None:
         if num_candidates is None or num_trials is None:
-            raise ValueError("mipro_v2 with auto = none needs num_candidates and num_trials")
+            raise PassError("mipro_v2 with auto = none needs num_candidates and num_trials")
         return Settings(num_candidates, num_trials, None, fewshot)
     if auto not in PRESETS:
-        raise ValueError(f"mipro_v2.auto must be one of {', '.join(PRESETS)} or none, "
+        raise PassError(f"mipro_v2.auto must be one of {', '.join(PRESETS)} or none, "
                          f"got {auto!r}")
     if num_candidates is not None or num_trials is not None:
-        raise ValueError(f"mipro_v2: auto = {auto} sets num_candidates and num_trials; "
+        raise PassError(f"mipro_v2: auto = {auto} sets num_candidates and num_trials; "
                          "write auto = none to set them")
     n, cap = PRESETS[auto]
     return Settings(n, num_trials_for(n_predictors, n, fewshot), cap, fewshot)
@@ -128,7 +129,7 @@ def split_data(
     """(trainset, valset): carve the valset off the trainset's end if none; cap it."""
     if not valset:
         if len(trainset) < 2:
-            raise ValueError("mipro_v2 needs a valset, or a trainset of at least 2 rows "
+            raise PassError("mipro_v2 needs a valset, or a trainset of at least 2 rows "
                              "to take one from")
         n_val = min(MAX_AUTO_VAL, max(1, int(len(trainset) * AUTO_VAL_SHARE)))
         trainset, valset = trainset[: len(trainset) - n_val], trainset[len(trainset) - n_val:]
@@ -249,9 +250,8 @@ class _Search:
             self._prepare()
             self._baseline()
             self._trials()
-            steps = int(self.params["minibatch_full_eval_steps"])
-            if self.minibatch and (len(_study.completed(self.study)) - 1) % steps:
-                self._full_eval_best()  # the trials since the last periodic one
+            if self.minibatch and self._finished() > self._last_full_after():
+                self._full_eval_best()  # for the trials since the last periodic one
         except BudgetExceeded:
             self.report["stopped"] = "budget"
             log.info("mipro_v2: budget reached; keeping the best program so far")
@@ -271,9 +271,14 @@ class _Search:
                                            self.ctx.teacher_ctx)],
         }
         name = _study.study_name(PASS, key, int(self.params["seed"]))
-        self.study = _study.open_study(name, self.params["storage"], int(self.params["seed"]))
+        storage = self.params["storage"]
+        if storage is None:
+            storage = _study.storage_beside_cache(self.ctx.run_ctx)
+        self.study = _study.open_study(name, storage, int(self.params["seed"]))
         done, _ = _study.counts(self.study)
-        self.report["study"] = {"name": name, "resumed_trials": done}
+        # (how many trials were resumed is logged, not reported: the artifact of a
+        # finished build must not depend on whether it was interrupted on the way)
+        self.report["study"] = {"name": name}
         if done:
             log.info("mipro_v2: resuming study %s with %d completed trials", name, done)
 
@@ -333,9 +338,17 @@ class _Search:
         score = self._evaluate(self.space.build(self.program, params), self.ctx.valset,
                                step="full_eval", combo=label)
         fulls = self._fulls()
-        self.study.set_user_attr(f"full:{_combo_key(params)}",
-                                 {"score": score, "params": params, "order": len(fulls)})
+        self.study.set_user_attr(f"full:{_combo_key(params)}", {
+            "score": score, "params": params, "order": len(fulls), "after": self._finished()})
         return score
+
+    def _finished(self) -> int:
+        """Completed trials, the baseline not counted."""
+        return sum(1 for t in _study.completed(self.study) if not t.user_attrs.get("baseline"))
+
+    def _last_full_after(self) -> int:
+        """How many trials had finished when the latest full evaluation was made."""
+        return max((v.get("after", 0) for v in self._fulls().values()), default=0)
 
     def _fulls(self) -> dict[str, dict[str, Any]]:
         return {k[5:]: v for k, v in self.study.user_attrs.items() if k.startswith("full:")}
@@ -369,8 +382,8 @@ class _Search:
                 score = self._run_trial(trial)
                 self.study.tell(trial, score)
             self._event(trial.number, score)
-            finished = len(_study.completed(self.study)) - 1
-            if self.minibatch and finished % int(self.params["minibatch_full_eval_steps"]) == 0:
+            if self.minibatch and self._finished() % int(
+                    self.params["minibatch_full_eval_steps"]) == 0:
                 self._full_eval_best()
 
     def _run_trial(self, trial: Any) -> float:
