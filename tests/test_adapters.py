@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
 
-from programs import (  # noqa: E402
+from runtime_programs import (  # noqa: E402
     PRIORITY,
     STR,
     TEXT_LM,
@@ -18,7 +18,7 @@ from programs import (  # noqa: E402
     triage_program,
 )
 
-from lmpc.compiler.ir import LMIR, FieldIR, TypeRef  # noqa: E402
+from lmpc.compiler.ir import LMIR, Demo, ExprIR, FieldIR, TypeRef  # noqa: E402
 from lmpc.runtime.adapters import choose  # noqa: E402
 from lmpc.runtime.errors import ParseFailure  # noqa: E402
 from lmpc.runtime.execute import run_module  # noqa: E402
@@ -131,3 +131,42 @@ def test_user_max_tokens_caps_the_type_budget() -> None:
     run_module(triage_program(), "Support", {"ticket": "x"}, context(transport, lm=lm))
     assert transport.requests[0].settings["max_tokens"] == 3
     assert transport.requests[0].settings["temperature"] == 0.0
+
+
+def test_prompt_memo_sees_in_place_edits_of_instructions_and_demos() -> None:
+    program = triage_program("chain_of_thought")
+    transport = ScriptedTransport(default=chat_reply(reasoning="r", priority="low"))
+    ctx = context(transport)
+    run_module(program, "Support", {"ticket": "a"}, ctx)
+    pred = program.predictors["Support.t"]
+    pred.signature.instructions = "Triage with care."
+    run_module(program, "Support", {"ticket": "a"}, ctx)
+    pred.demos.append(Demo(values={"ticket": "printer on fire", "priority": "high"}))
+    run_module(program, "Support", {"ticket": "a"}, ctx)
+    systems = [r.messages[0]["content"] for r in transport.requests]
+    assert "Decide how urgent" in systems[0] and "Triage with care." in systems[1]
+    assert len(transport.requests[1].messages) == 2
+    assert "printer on fire" in transport.requests[2].messages[1]["content"]
+
+
+def test_list_inputs_render_as_numbered_lines_for_base_models() -> None:
+    outputs = [FieldIR(name="priority", type=PRIORITY)]
+    program = triage_program(outputs=outputs)
+    sig = program.predictors["Support.t"].signature
+    sig.inputs.append(FieldIR(name="notes", type=TypeRef(kind="list", args=[STR])))
+    program.modules["Support"].steps[0].args["notes"] = ExprIR(kind="literal",
+                                                                value=["first", "second"])
+    transport = ScriptedTransport(replies=[" low"])
+    run_module(program, "Support", {"ticket": "x"}, context(transport, lm=TEXT_LM))
+    assert "Notes:\n[1] first\n[2] second\nPriority:" in transport.requests[0].prompt
+
+
+def test_enum_value_descriptions_reach_chat_prompts_only() -> None:
+    program = triage_program()
+    program.enums["Priority"].descs = {"high": "people cannot work"}
+    chat = ScriptedTransport(replies=[chat_reply(priority="high")])
+    run_module(program, "Support", {"ticket": "x"}, context(chat))
+    assert "high (people cannot work)" in chat.requests[0].messages[0]["content"]
+    text = ScriptedTransport(replies=[" high"])
+    run_module(program, "Support", {"ticket": "x"}, context(text, lm=TEXT_LM))
+    assert "Priority — one of: low, medium, high.\n" in text.requests[0].prompt

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
 
-from programs import (  # noqa: E402
+from runtime_programs import (  # noqa: E402
     CHAT_LM,
     STR,
     TEXT_LM,
@@ -246,3 +246,18 @@ def test_default_task_lm() -> None:
     assert default_task_lm(program, "ollama/qwen").model == "ollama/qwen"
     program.lms.clear()
     assert default_task_lm(program).model == "local/gemma-3-270m"
+
+
+def test_corpus_is_indexed_once_across_threads_and_reindexed_on_change(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lmpc.runtime.retrieve import CorpusCache
+
+    corpus = tmp_path / "kb.txt"
+    corpus.write_text("alpha beta\n\ngamma delta\n")
+    cache = CorpusCache()
+    with ThreadPoolExecutor(8) as pool:
+        indexes = list(pool.map(lambda _: cache.index(corpus), range(32)))
+    assert all(ix is indexes[0] for ix in indexes)
+    corpus.write_text("alpha beta\n\ngamma delta\n\nepsilon zeta eta\n")
+    assert cache.index(corpus).search("epsilon") == ["epsilon zeta eta"]

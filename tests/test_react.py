@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
 
-from programs import add_tool, chat_reply, context, triage_program  # noqa: E402
+from runtime_programs import add_tool, chat_reply, context, triage_program  # noqa: E402
 
 from lmpc.runtime.errors import ToolNotAllowed  # noqa: E402
 from lmpc.runtime.execute import run_module  # noqa: E402

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
 
-from programs import chat_reply, triage_program  # noqa: E402
+from runtime_programs import chat_reply, triage_program  # noqa: E402
 
 from lmpc.cli import main  # noqa: E402
 from lmpc.compiler.artifact import Artifact, write_artifact  # noqa: E402
@@ -104,3 +104,66 @@ def test_needs_exactly_one_input_option(artifact: Path) -> None:
     result = run([str(artifact)])
     assert result.exit_code == 2
     assert "exactly one of --input" in result.output
+
+
+# ---------------------------------------------------------------- the repo's examples
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def needs_checker() -> None:
+    pytest.importorskip("lmpc.compiler.check")
+
+
+def test_run_lmp_classify_uses_the_completion_layout() -> None:
+    needs_checker()
+    transport = ScriptedTransport(default=" billing")
+    result = run([str(EXAMPLES / "classify.lmp"), "--input",
+                  '{"ticket": "Refund my last charge"}'], transport)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"category": "billing"}
+    request = transport.requests[0]
+    assert request.mode == "text" and request.prompt.endswith("Refund my last charge\nCategory:")
+    assert "Category — one of: billing, technical, shipping, account.\n" in request.prompt
+    assert request.settings["max_tokens"] == 8  # the LM's own cap is below the type budget
+
+
+def test_run_lmp_rag_retrieves_and_reasons() -> None:
+    needs_checker()
+    transport = ScriptedTransport(default=" The passages say so.\nAnswer: at the front desk")
+    result = run([str(EXAMPLES / "rag.lmp"), "--input",
+                  '{"question": "Where do I pay a fine?"}'], transport)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"answer": "at the front desk"}
+    assert "Context:\n[1] " in transport.requests[0].prompt  # three numbered passages
+
+
+def test_run_lmp_agent_needs_allow_tools_then_calls_the_real_tool() -> None:
+    needs_checker()
+
+    def fn(request: LMRequest) -> str:
+        prompt = request.prompt or ""
+        if prompt.endswith("Next Thought:"):
+            if "Observation 1:" in prompt:
+                return " I have it.\nNext Tool Name: finish\nNext Tool Args: {}"
+            return (' Convert it.\nNext Tool Name: convert\nNext Tool Args: '
+                    '{"value": 10, "from_unit": "mi", "to_unit": "km"}')
+        return " The tool said 16.0934.\nAnswer: 16.0934"
+
+    args = [str(EXAMPLES / "agent.lmp"), "--input", '{"question": "10 miles in km?"}']
+    refused = run(args, ScriptedTransport(fn=fn))
+    assert refused.exit_code == 1 and "--allow-tools" in refused.stderr
+    transport = ScriptedTransport(fn=fn)
+    result = run([*args, "--allow-tools"], transport)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"answer": 16.0934}
+    assert any("Observation 1: 16.0934" in (r.prompt or "") for r in transport.requests)
+
+
+def test_run_lmp_with_errors_prints_diagnostics(tmp_path: Path) -> None:
+    needs_checker()
+    bad = tmp_path / "bad.lmp"
+    bad.write_text("module M(x: str) -> (y: str) {\n  a = predict Nope(x = x)\n}\n")
+    result = run([str(bad), "--input", '{"x": "1"}'])
+    assert result.exit_code == 1
+    assert f"{bad}:2:" in result.stderr and "Traceback" not in result.output

@@ -59,6 +59,9 @@ def command(
     except CLIError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except Exception as exc:  # a bug must still not show a traceback to the user
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
     failed = _report(results, input_file)
     fallbacks = ctx.stats.get("adapter_fallbacks")
     if fallbacks:

@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +56,12 @@ CREATE TABLE IF NOT EXISTS responses (
 
 def is_secret_ref(value: Any) -> bool:
     """True for a ``{"env": NAME}`` setting (a secret read from the environment)."""
-    return isinstance(value, Mapping) and set(value) == {"env"}
+    return isinstance(value, dict) and len(value) == 1 and "env" in value
 
 
 def _normalize(value: Any) -> Any:
     """Drop excluded keys and secret references at any depth (e.g. inside fallbacks)."""
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):  # settings come from the IR as plain dicts and lists
         return {
             str(k): _normalize(v)
             for k, v in value.items()
@@ -124,12 +125,18 @@ class SQLiteCache:
 
     One connection per thread (and per process: a forked child opens its own), WAL
     journaling so readers never block the writer, a busy timeout so concurrent writers
-    wait instead of failing, and one short transaction per write.
+    wait instead of failing, and one short transaction per write. The most recent
+    ``memory_items`` entries are also kept in memory: optimizers ask the same questions
+    again and again, and a dict lookup is several times cheaper than a query.
     """
 
-    def __init__(self, path: str | Path | None = None, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str | Path | None = None, busy_timeout_s: float = 30.0,
+                 memory_items: int = 10_000) -> None:
         self.path = Path(path).expanduser() if path is not None else default_cache_path()
         self._busy_timeout_s = busy_timeout_s
+        self._memory: OrderedDict[str, CachedReply] = OrderedDict()
+        self._memory_items = memory_items
+        self._memory_lock = threading.Lock()
         self._local = threading.local()
         self._disabled = False
         self._warn_lock = threading.Lock()
@@ -146,6 +153,9 @@ class SQLiteCache:
     def get(self, key: str) -> CachedReply | None:
         if self._disabled:
             return None
+        hit = self._memory.get(key)
+        if hit is not None:
+            return hit
         try:
             row = self._connection().execute(
                 "SELECT text, prompt_tokens, completion_tokens, finish_reason"
@@ -155,7 +165,11 @@ class SQLiteCache:
         except sqlite3.Error as exc:
             self._disable("cannot read", exc)
             return None
-        return CachedReply(*row) if row is not None else None
+        if row is None:
+            return None
+        hit = CachedReply(*row)
+        self._remember(key, hit)
+        return hit
 
     def put(self, key: str, model: str, response: LMResponse) -> None:
         if self._disabled:
@@ -168,6 +182,17 @@ class SQLiteCache:
                 conn.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", row)
         except sqlite3.Error as exc:
             self._disable("cannot write", exc)
+            return
+        self._remember(key, CachedReply(response.text, response.prompt_tokens,
+                                        response.completion_tokens, response.finish_reason))
+
+    def _remember(self, key: str, reply: CachedReply) -> None:
+        if self._memory_items <= 0:
+            return
+        with self._memory_lock:
+            self._memory[key] = reply
+            if len(self._memory) > self._memory_items:
+                self._memory.popitem(last=False)  # oldest first
 
     def __len__(self) -> int:
         if self._disabled:

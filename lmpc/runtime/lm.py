@@ -22,9 +22,16 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
-from lmpc.runtime.cache import EXCLUDED_SETTINGS, Cache, is_secret_ref, request_key
+from lmpc.runtime.cache import (
+    EXCLUDED_SETTINGS,
+    Cache,
+    CachedReply,
+    is_secret_ref,
+    request_key,
+)
 from lmpc.runtime.lm_types import (
     ContextWindowError,
     LMError,
@@ -61,7 +68,8 @@ class Transport(Protocol):
 class LMClient:
     """Cache, retries with backoff, per-model concurrency limit, usage accounting.
 
-    ``max_retries`` extra attempts follow a ``TransientLMError``, sleeping
+    ``max_retries`` extra attempts (or the request's ``num_retries`` setting, an LM's
+    own) follow a ``TransientLMError``, sleeping
     ``min(backoff_max, backoff_base * 2**attempt)`` scaled by a jitter in [0.5, 1].
     ``concurrency`` maps a model to its limit of in-flight calls (others get
     ``default_concurrency``); an int sets the default. ``sleep`` is injectable for tests.
@@ -109,21 +117,17 @@ class LMClient:
         start = time.perf_counter()
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
-            latency = time.perf_counter() - start
-            self.usage.record(CallRecord(call_id, request.model, attribution,
-                                         latency_s=latency, cached=True))
-            return LMResponse(text=hit.text, latency_s=latency, cached=True, call_id=call_id,
-                              finish_reason=hit.finish_reason)
+            return self._hit(hit, request.model, call_id, attribution, start)
         try:
-            response, attempts = self._send_with_retries(request, call_id)
+            sent, attempts = self._send_with_retries(request, call_id)
         except LMError as exc:
             self.usage.record(CallRecord(call_id, request.model, attribution,
                                          latency_s=time.perf_counter() - start, failed=True,
                                          attempts=getattr(exc, "attempts", 1)))
             raise
-        response.latency_s = time.perf_counter() - start
-        response.call_id = call_id
-        response.cached = False
+        # a copy: a transport may hand out the same response object twice
+        response = replace(sent, latency_s=time.perf_counter() - start, call_id=call_id,
+                           cached=False)
         self.usage.record(CallRecord(
             call_id, request.model, attribution, response.prompt_tokens,
             response.completion_tokens, response.cost_usd, response.latency_s, attempts=attempts,
@@ -131,6 +135,15 @@ class LMClient:
         if self.cache is not None:
             self.cache.put(key, request.model, response)
         return response
+
+    def _hit(self, hit: CachedReply, model: str, call_id: str, attribution: dict[str, Any],
+             start: float) -> LMResponse:
+        """A cache hit: counted as a hit, with zero new tokens and cost."""
+        latency = time.perf_counter() - start
+        self.usage.record(CallRecord(call_id, model, attribution, latency_s=latency,
+                                     cached=True))
+        return LMResponse(text=hit.text, latency_s=latency, cached=True, call_id=call_id,
+                          finish_reason=hit.finish_reason)
 
     def limit(self, model: str) -> int:
         """The number of calls to ``model`` allowed in flight at once."""
@@ -146,16 +159,17 @@ class LMClient:
 
     def _send_with_retries(self, request: LMRequest, call_id: str) -> tuple[LMResponse, int]:
         semaphore = self._semaphore(request.model)
-        for attempt in range(self.max_retries + 1):
+        max_retries = self._max_retries(request)
+        for attempt in range(max_retries + 1):
             try:
                 with semaphore:  # held only while sending, not while backing off
                     return self.transport.send(request), attempt + 1
             except TransientLMError as exc:
-                if attempt == self.max_retries:
+                if attempt == max_retries:
                     raise _give_up(request, call_id, attempt + 1, exc) from exc
                 delay = self._backoff(attempt, exc)
                 log.info("LM call %s to %s failed (%s); retry %d/%d in %.2fs", call_id,
-                         request.model, exc, attempt + 1, self.max_retries, delay)
+                         request.model, exc, attempt + 1, max_retries, delay)
                 self._sleep(delay)
             except LMError as exc:
                 exc.attempts = attempt + 1  # type: ignore[attr-defined]
@@ -166,6 +180,16 @@ class LMClient:
                 error.attempts = attempt + 1  # type: ignore[attr-defined]
                 raise error from exc
         raise AssertionError("unreachable")
+
+    def _max_retries(self, request: LMRequest) -> int:
+        """An LM's own ``num_retries`` setting, else the client's."""
+        value = request.settings.get("num_retries")
+        if value is None:
+            return self.max_retries
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise LMError(f"num_retries of {request.model} must be a whole number >= 0, "
+                          f"not {value!r}")
+        return value
 
     def _backoff(self, attempt: int, exc: TransientLMError) -> float:
         delay = min(self.backoff_max, self.backoff_base * 2**attempt)
@@ -200,8 +224,8 @@ def _validate(request: LMRequest) -> None:
 
 
 _LITELLM_LOCK = threading.Lock()
-# Settings lmpc reads itself; never passed to litellm.
-_OWN_SETTINGS = frozenset({"fallbacks", "model_type"})
+# Settings lmpc reads itself; never passed to litellm (LMClient does the retrying).
+_OWN_SETTINGS = frozenset({"fallbacks", "model_type", "num_retries"})
 
 
 def _import_litellm() -> Any:
@@ -256,16 +280,18 @@ class LitellmTransport:
 
             load_local_model(model)  # load (or fail clearly) outside litellm's timeout
             register_local_provider(litellm)
+        # litellm's text_completion hands a custom provider the prompt as one user
+        # message and wraps a second logging layer around it: for the embedded models,
+        # sending that message directly is the same request at half the overhead.
+        shape = "chat" if model.startswith("local/") else request.mode
         try:
-            if request.mode == "text":
+            if shape == "text":
                 raw = litellm.text_completion(model=model, prompt=request.prompt, **kwargs)
             else:
-                raw = litellm.completion(model=model, messages=[dict(m) for m in
-                                                                request.messages or ()],
-                                         **kwargs)
+                raw = litellm.completion(model=model, messages=_messages(request), **kwargs)
         except Exception as exc:
             raise _map_error(litellm, model, exc, secrets) from None
-        return _to_response(litellm, model, raw, request.mode)
+        return _to_response(litellm, model, raw, shape)
 
     def _kwargs(self, request: LMRequest, model: str, settings: Mapping[str, Any],
                 secrets: list[str]) -> dict[str, Any]:
@@ -276,7 +302,15 @@ class LitellmTransport:
             kwargs["seed"] = int(kwargs["seed"]) + request.rollout  # resamples must differ
         if model.startswith("local/"):
             kwargs.setdefault("seed", request.rollout)
+        else:
+            kwargs.setdefault("max_retries", 0)  # no hidden SDK retries under ours
         return kwargs
+
+
+def _messages(request: LMRequest) -> list[dict[str, Any]]:
+    if request.mode == "text":
+        return [{"role": "user", "content": request.prompt or ""}]
+    return [dict(m) for m in request.messages or ()]
 
 
 def _fallback_target(fallback: Any, primary: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

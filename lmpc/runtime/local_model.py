@@ -12,6 +12,7 @@ thread-safe, so one lock serializes the calls to it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -106,8 +107,18 @@ def load_local_model(name: str) -> LocalModel:
                 known = ", ".join(f"{PROVIDER}/{n}" for n in sorted(LOCAL_MODELS))
                 raise LMError(f"unknown local model {PROVIDER}/{short}; available: {known}")
             log.info("loading local model %s/%s", PROVIDER, short)
+            if not _models:
+                atexit.register(_close_models)
             _models[short] = LocalModel(LOCAL_MODELS[short]())
         return _models[short]
+
+
+def _close_models() -> None:
+    """Free llama.cpp before interpreter teardown (its __del__ fails once modules are gone)."""
+    for model in _models.values():
+        with model._lock:
+            model._llama.close()
+    _models.clear()
 
 
 def render_messages(messages: Sequence[Mapping[str, Any]]) -> str:

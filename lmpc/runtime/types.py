@@ -278,19 +278,27 @@ _HANDLERS = {
 # ---------------------------------------------------------------- prompts and budgets
 
 
-def describe(t: TypeRef, program: ProgramIR | None = None) -> str:
-    """A short phrase for prompts: ``"one of: low, medium, high"``, ``"an integer"``."""
+def describe(t: TypeRef, program: ProgramIR | None = None, detailed: bool = False) -> str:
+    """A short phrase for prompts: ``"one of: low, medium, high"``, ``"an integer"``.
+
+    ``detailed`` adds enum value descriptions: ``"one of: low (can wait), high (...)"``.
+    """
     kind = t.kind
     if kind == "enum":
-        values = program.enums[t.name].values if program and t.name in program.enums else []
-        return "one of: " + ", ".join(values) if values else str(t.name)
+        enum = program.enums.get(str(t.name)) if program else None
+        if enum is None or not enum.values:
+            return str(t.name)
+        descs = enum.descs if detailed else {}
+        return "one of: " + ", ".join(
+            f"{v} ({descs[v]})" if descs.get(v) else v for v in enum.values
+        )
     if kind == "literal":
         return "one of: " + ", ".join(str(v) for v in t.values)
     if kind == "list":
         inner = t.args[0] if t.args else TypeRef(kind="any")
         return f"a JSON array of {describe(inner, program)}"
     if kind == "optional":
-        return f"{describe(t.args[0], program)}, or none"
+        return f"{describe(t.args[0], program, detailed)}, or none"
     if kind == "class":
         return _describe_class(t, program)
     return _SCALAR_WORDS.get(kind, "a JSON object")

@@ -80,13 +80,17 @@ def instructions_of(sig: SignatureIR) -> str:
     return f"Given the fields {ins}, produce the fields {outs}."
 
 
-def field_view(f: FieldIR, program: ProgramIR) -> dict[str, str]:
-    """What templates need of a field: name, label, type words, description."""
+def field_view(f: FieldIR, program: ProgramIR, detailed: bool = True) -> dict[str, str]:
+    """What templates need of a field: name, label, type words, description.
+
+    ``detailed`` includes enum value descriptions (helps chat models; measured on the
+    embedded base model, they did not help and pulled answers to the first value).
+    """
     return {
         "name": f.name,
         "label": label_of(f.name),
         "type": str(f.type),
-        "describe": describe(f.type, program),
+        "describe": describe(f.type, program, detailed),
         "desc": (f.desc or "").strip(),
         "choice": f.type.kind in ("enum", "literal"),
     }

@@ -41,7 +41,8 @@ from lmpc.runtime.types import coerce, render_value, token_budget
 PROMPT = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined).from_string(
     "{{ instructions }}\n"
     "{% for f in guide %}{{ f.label }} — {{ f.desc or f.describe }}"
-    "{% if f.desc and f.describe != 'text' %} ({{ f.describe }}){% endif %}.\n{% endfor %}"
+    "{% if f.desc and f.describe != 'text' and f.describe not in f.desc %} ({{ f.describe }})"
+    "{% endif %}.\n{% endfor %}"
     "{% for block in blocks %}\n{% for line in block %}{{ line }}\n{% endfor %}{% endfor %}"
 )
 
@@ -64,7 +65,7 @@ class CompletionAdapter(Adapter):
             if usable_demo(demo, signature)
         ]
         guide = [
-            field_view(f, program)
+            field_view(f, program, detailed=False)
             for f in signature.outputs
             if f.type.kind not in ("str", "any") or f.desc
         ]
@@ -91,11 +92,20 @@ class CompletionAdapter(Adapter):
 
 def _lines(fields: list[FieldIR], values: dict[str, Any]) -> list[str]:
     """``Label: value`` lines; blank lines inside a value would end the block early."""
-    return [
-        f"{label_of(f.name)}: {_squeeze(render_value(values[f.name]))}"
-        for f in fields
-        if f.name in values
-    ]
+    lines = []
+    for f in fields:
+        if f.name in values:
+            text = _text(values[f.name])
+            lines.append(f"{label_of(f.name)}:{'' if text.startswith(chr(10)) else ' '}{text}")
+    return lines
+
+
+def _text(value: Any) -> str:
+    # Passages and other lists of text read better as numbered lines than as JSON.
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return "".join(f"\n[{i}] {_squeeze(v)}" for i, v in enumerate(value, 1))
+    text = _squeeze(render_value(value))
+    return "\n" + text if "\n" in text else text  # a multi-line value starts on its own line
 
 
 def _squeeze(text: str) -> str:

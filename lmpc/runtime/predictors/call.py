@@ -7,6 +7,8 @@ format and counts the fallback in ``ctx.stats["adapter_fallbacks"]``.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from lmpc.compiler.ir import LMIR, FieldIR, PredictorIR, ProgramIR, SignatureIR, TypeRef
@@ -14,6 +16,7 @@ from lmpc.runtime.adapters import ADAPTERS, FALLBACK, Rendered, choose
 from lmpc.runtime.context import RunContext
 from lmpc.runtime.errors import ParseFailure
 from lmpc.runtime.lm_types import LMRequest
+from lmpc.runtime.vectorize import select_demos
 
 STR = TypeRef(kind="str")
 HINT_FIELDS = {
@@ -38,9 +41,17 @@ class StepCall:
         self.attribution = {**ctx.attribution, "module": module, "predictor": predictor.id}
         self.call_ids: list[str] = []
 
-    def demos(self) -> list[dict[str, Any]]:
-        """The predictor's demos, minus any that show the example being run."""
-        demos = [d.values for d in self.predictor.demos]
+    def demos(self, inputs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The predictor's demos, minus any that show the example being run.
+
+        A predictor tuned by ``knn_fewshot`` (``options["knn"]``) gets the demos of the
+        training examples nearest to ``inputs`` instead.
+        """
+        knn = self.predictor.options.get("knn")
+        if knn and inputs is not None:
+            demos = [d.values for d in select_demos(knn, inputs)]
+        else:
+            demos = [d.values for d in self.predictor.demos]
         hide = self.ctx.hide_example
         if not hide:
             return demos
@@ -57,9 +68,9 @@ class StepCall:
         hints: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """One LM round trip for ``signature``: typed outputs, or ``ParseFailure``."""
+        demos = self.demos(inputs) if demos is None else demos
         if hints:
             signature, inputs = with_hints(signature, inputs, hints)
-        demos = self.demos() if demos is None else demos
         adapter = self.adapter
         rendered = adapter.format(self.predictor, signature, demos, inputs, self.program)
         text = self.send(rendered, temperature, rollout)
@@ -125,3 +136,38 @@ def with_hints(
 def _same_inputs(demo: dict[str, Any], hide: dict[str, Any]) -> bool:
     shared = [k for k in hide if k in demo]
     return bool(shared) and all(demo[k] == hide[k] for k in shared)
+
+
+class _Derived:
+    """Signatures derived from a declared one (``+ reasoning``, ReAct's step), built once.
+
+    Keyed by the source's identity and checked against its field lists and
+    instructions, so the adapter's prompt memo sees the same derived object on every
+    call (a new object per call would re-render the prompt each time).
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._entries: dict[tuple[int, str], tuple[Any, ...]] = {}
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, sig: SignatureIR, tag: str, build: Callable[[SignatureIR], SignatureIR]
+            ) -> SignatureIR:
+        key = (id(sig), tag)
+        stamp = (sig.inputs, sig.outputs, len(sig.inputs), len(sig.outputs), sig.instructions)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is sig and _same(entry[1], stamp):
+            return entry[2]
+        derived = build(sig)
+        with self._lock:
+            if len(self._entries) >= self._size:
+                self._entries.clear()
+            self._entries[key] = (sig, stamp, derived)
+        return derived
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return a[0] is b[0] and a[1] is b[1] and a[2:] == b[2:]
+
+
+DERIVED = _Derived()

@@ -16,7 +16,7 @@ from typing import Any
 
 from lmpc.compiler.ir import FieldIR, SignatureIR, ToolIR, TypeRef
 from lmpc.runtime.errors import ParseFailure, RuntimeFailure
-from lmpc.runtime.predictors.call import StepCall, with_hints
+from lmpc.runtime.predictors.call import DERIVED, StepCall, with_hints
 from lmpc.runtime.predictors.simple import with_reasoning
 from lmpc.runtime.tools import call_tool, describe_tool, load_tool
 from lmpc.runtime.types import render_value
@@ -26,7 +26,9 @@ log = logging.getLogger("lmpc")
 FINISH = "finish"
 STR = TypeRef(kind="str")
 TRAJECTORY = FieldIR(name="trajectory", type=STR, desc="your thoughts, tool calls, observations")
-DEFAULT_CONTEXT_TOKENS = {"chat": 16000, "text": 4000}
+# Prompt budgets (tokens) when the step sets no max_context_tokens; the embedded
+# model has a 4096-token window that must also hold the generated tokens.
+DEFAULT_CONTEXT_TOKENS = {"chat": 16000, "text": 3500}
 MAX_OBSERVATION_CHARS = 4000
 
 
@@ -45,7 +47,8 @@ def react(
     options = call.predictor.options
     tools = _tools(call, options.get("tools", []))
     max_iters = int(options.get("max_iters", 5))
-    step_sig = _step_signature(call.predictor.signature, tools)
+    sig = call.predictor.signature
+    step_sig = DERIVED.get(sig, "react:" + ",".join(tools), lambda s: _step_signature(s, tools))
     turns: list[Turn] = []
     for _ in range(max_iters):
         turn = _next_turn(call, step_sig, inputs, turns, tools, hints)
@@ -54,12 +57,16 @@ def react(
             break
     else:
         call.ctx.stats.incr("react_max_iters")
-    extract_sig = with_reasoning(call.predictor.signature)
-    extract_sig = extract_sig.model_copy(update={"inputs": [*extract_sig.inputs, TRAJECTORY]})
+    extract_sig = DERIVED.get(sig, "react-extract", _extract_signature)
     text = _fit(call, extract_sig, inputs, turns, hints, demos=None)
     out = call.ask(extract_sig, {**inputs, "trajectory": text}, hints=hints)
     out["trajectory"] = render_trajectory(turns)
     return out
+
+
+def _extract_signature(sig: SignatureIR) -> SignatureIR:
+    with_r = with_reasoning(sig)
+    return with_r.model_copy(update={"inputs": [*with_r.inputs, TRAJECTORY]})
 
 
 def _tools(call: StepCall, names: list[str]) -> dict[str, ToolIR]:
@@ -153,7 +160,7 @@ def _fit(
     budget = _context_tokens(call)
     shown = hints and with_hints(sig, inputs, hints)
     full_sig, full_inputs = shown if shown else (sig, inputs)
-    demo_list = call.demos() if demos is None else demos
+    demo_list = call.demos(inputs) if demos is None else demos
     for dropped in range(len(turns) + 1):
         text = render_trajectory(turns[dropped:], dropped)
         rendered = call.adapter.format(
@@ -167,9 +174,7 @@ def _fit(
 
 
 def _context_tokens(call: StepCall) -> int:
-    configured = call.predictor.options.get("max_context_tokens") or call.lm.settings.get(
-        "context_window"
-    )
+    configured = call.predictor.options.get("max_context_tokens")
     if configured:
         return int(configured)
     return DEFAULT_CONTEXT_TOKENS[call.adapter.mode]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmpc.compiler.ir import FieldIR, SignatureIR, TypeRef
-from lmpc.runtime.predictors.call import StepCall
+from lmpc.runtime.predictors.call import DERIVED, StepCall
 
 REASONING = FieldIR(
     name="reasoning", type=TypeRef(kind="str"), desc="think step by step to reach the answer"
@@ -23,6 +23,10 @@ def with_reasoning(sig: SignatureIR) -> SignatureIR:
     """The signature with a ``reasoning`` output before the declared outputs."""
     if any(f.name == "reasoning" for f in sig.outputs):
         return sig
+    return DERIVED.get(sig, "reasoning", _add_reasoning)
+
+
+def _add_reasoning(sig: SignatureIR) -> SignatureIR:
     return sig.model_copy(update={"outputs": [REASONING, *sig.outputs]})
 
 
