@@ -1,5 +1,6 @@
-"""Overhead of lmpc's LM layer: µs per LMClient call with an instant transport, and per
-cache hit (SQLite), with and without a cache miss path.
+"""Overhead of lmpc's LM layer: µs per LMClient call with an instant transport, per call
+that misses and stores into the SQLite cache, and per cache hit (in-memory layer, and a
+plain SQLite query as another process would see it).
 
 Run: python bench/lm_overhead.py [--n 20000]
 
@@ -53,8 +54,14 @@ def bench_lmpc(n: int) -> dict[str, float]:
         cached = LMClient(InstantTransport(), cache=cache)
         out["call + cache miss/store"] = per_call_us(lambda i: cached.complete(requests[i]), n)
         hit = requests[0]
-        out["cache hit (SQLite)"] = per_call_us(lambda i: cached.complete(hit), n)
+        out["cache hit (in-memory layer)"] = per_call_us(lambda i: cached.complete(hit), n)
         assert cached.complete(hit).cached
+        # as another process sees it: every hit is an SQLite query
+        disk_only = LMClient(InstantTransport(),
+                             cache=SQLiteCache(cache.path, memory_items=0))
+        out["cache hit (SQLite query)"] = per_call_us(
+            lambda i: disk_only.complete(requests[i % n]), n)
+        assert disk_only.complete(hit).cached
         cache.close()
     return out
 
@@ -71,7 +78,7 @@ def bench_dspy_cache_hit(n: int) -> float:
 
     load_local_model("local/gemma-3-270m")
     register_local_provider(litellm)
-    lm = dspy.LM("local/gemma-3-270m", model_type="text", temperature=0.0, max_tokens=8,
+    lm = dspy.LM("local/gemma-3-270m", model_type="chat", temperature=0.0, max_tokens=8,
                  cache=True)
     lm(PROMPT)
     return per_call_us(lambda i: lm(PROMPT), max(100, n // 20))

@@ -68,6 +68,16 @@ def test_gives_up_after_max_retries() -> None:
     assert client.usage.by("module")["M"]["failures"] == 1
 
 
+def test_lm_num_retries_setting_overrides_the_client() -> None:
+    transport = ScriptedTransport(replies=[TransientLMError("timeout")] * 10)
+    client = LMClient(transport, max_retries=5, sleep=lambda s: None)
+    with pytest.raises(LMError, match="after 2 attempts"):
+        client.complete(text("x", num_retries=1))
+    with pytest.raises(LMError, match="num_retries"):
+        client.complete(text("y", num_retries="many"))
+    assert len(transport.requests) == 2
+
+
 def test_permanent_error_is_not_retried() -> None:
     transport = ScriptedTransport(replies=[LMError("bad request: unknown model"), "never"])
     sleep = SleepRecorder()

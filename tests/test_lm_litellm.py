@@ -26,7 +26,7 @@ def closed_port() -> int:
 
 
 def unreachable(mode: str = "chat", **extra: object) -> LMRequest:
-    settings = {"api_key": {"env": "LMPC_TEST_KEY"}, "max_retries": 0, "num_retries": 0,
+    settings = {"api_key": {"env": "LMPC_TEST_KEY"},
                 "api_base": f"http://127.0.0.1:{closed_port()}/v1", "timeout": 5, **extra}
     if mode == "chat":
         return LMRequest("openai/some-model", "chat",
@@ -59,6 +59,7 @@ def test_client_retries_then_reports_without_secret(tmp_path, caplog) -> None:
         client.complete(unreachable())
     assert SECRET not in str(e.value) and SECRET not in caplog.text
     assert client.usage.snapshot()["failures"] == 1
+    assert client.usage.records[0].attempts == 2
 
 
 def test_fallbacks_are_tried_in_order() -> None:

@@ -177,9 +177,9 @@ class SQLiteCache:
         row = (key, model, response.text, response.prompt_tokens, response.completion_tokens,
                response.finish_reason, time.time())
         try:
-            conn = self._connection()
-            with conn:  # one transaction: committed whole or rolled back
-                conn.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            # autocommit: the statement is its own transaction, so the lock is held briefly
+            self._connection().execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", row)
         except sqlite3.Error as exc:
             self._disable("cannot write", exc)
             return

@@ -274,12 +274,14 @@ class LitellmTransport:
     def _send_one(self, request: LMRequest, model: str, settings: dict[str, Any]) -> LMResponse:
         secrets: list[str] = []
         kwargs = self._kwargs(request, model, settings, secrets)  # fails fast, before import
-        litellm = _import_litellm()
         if model.startswith("local/"):
             from lmpc.runtime.local_model import load_local_model, register_local_provider
 
             load_local_model(model)  # load (or fail clearly) outside litellm's timeout
+            litellm = _import_litellm()
             register_local_provider(litellm)
+        else:
+            litellm = _import_litellm()
         # litellm's text_completion hands a custom provider the prompt as one user
         # message and wraps a second logging layer around it: for the embedded models,
         # sending that message directly is the same request at half the overhead.
