@@ -66,6 +66,8 @@ def test_secrets_stay_env_references(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["ir"]["lms"]["fake"]["settings"] == {
         "api_key": {"env": "FAKE_KEY"}}
     art = _artifact(tmp_path)
+    art.ir.lms["ok"] = LMIR(name="ok", model="m", settings={"max_tokens": 8, "top_k": 3})
+    write_artifact(art, tmp_path / "ok.json")  # token counts are not secrets
     art.ir.lms["fake"] = LMIR(name="fake", model="m", settings={"api_key": "sk-123"})
     with pytest.raises(ArtifactError, match="environment reference"):
         write_artifact(art, tmp_path / "b.json")

@@ -295,3 +295,14 @@ def test_show_and_eval_an_ensemble_artifact(tmp_path: Path) -> None:
     scored = _invoke(["eval", str(artifact), "--data", str(_rows(tmp_path)), "--json",
                       "--no-cache"])
     assert json.loads(scored.stdout)["score"] == result.scores["test"]["after"] == 1.0
+
+
+def test_a_source_file_runs_the_unoptimized_program(tmp_path: Path) -> None:
+    _needs_checker()
+    source = _source(tmp_path)
+    scored = _invoke(["eval", str(source), "--data", str(_rows(tmp_path)), "--json",
+                      "--no-cache"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout) == {"score": 0.0, "n": 3, "failures": 0}  # zero-shot
+    shown = _invoke(["show", str(source)])
+    assert "0 demos" in shown.stdout and "Text: <text>" in shown.stdout

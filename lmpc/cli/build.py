@@ -183,9 +183,10 @@ def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: A
               seed: int | None, lm_name: str | None, threads: int | None,
               progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Run one optimize block, write its artifact, return the summary."""
-    from lmpc.compiler.artifact import write_artifact
+    from lmpc.compiler.artifact import check_no_secrets, write_artifact
     from lmpc.compiler.pipeline import run_optimize
 
+    check_no_secrets(program)  # fail now, not after an hour of optimization
     started = time.monotonic()
     usage_before = client.usage.snapshot()
     result = run_optimize(program, optimize, client=client, seed=seed, progress=progress,

@@ -44,7 +44,7 @@ def diff_programs(left: ProgramIR, right: ProgramIR, module_a: str, module_b: st
         lines += _diff_predictor(old, new)
     for name in sorted(set(left.lms) | set(right.lms)):
         old_lm, new_lm = left.lms.get(name), right.lms.get(name)
-        if old_lm != new_lm:
+        if _lm_key(old_lm) != _lm_key(new_lm):
             lines.append(f"lm {name}: {_lm_text(old_lm)} -> {_lm_text(new_lm)}")
     if (left.ensemble is None) != (right.ensemble is None):
         size = len(right.ensemble.members) if right.ensemble else 0
@@ -76,6 +76,11 @@ def _demo_text(demo: Any, width: int = 110) -> str:
     values = json.dumps(demo.values, ensure_ascii=False, sort_keys=True, default=str)
     text = f"[{demo.kind}] {values}"
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _lm_key(lm: Any) -> Any:
+    """What matters of an LM for a diff (not where it was declared)."""
+    return None if lm is None else lm.model_dump(exclude={"span"})
 
 
 def _lm_text(lm: Any) -> str:

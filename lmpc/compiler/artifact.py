@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,8 @@ from lmpc.compiler.ir import ProgramIR, SourceIR, TypeRef
 
 SCHEMA_VERSION = 1
 FLOAT_DIGITS = 6
-SECRET_SETTINGS = ("api_key", "key", "token", "secret", "password", "authorization")
+# setting names that hold credentials: api_key, key, access_token, ... (not max_tokens)
+SECRET_SETTING = re.compile(r"(^|_)(key|token|secret|password|authorization)$", re.IGNORECASE)
 
 
 class ArtifactError(Exception):
@@ -206,7 +208,7 @@ def check_no_secrets(program: ProgramIR) -> None:
     """Refuse to write an LM setting that looks like a literal secret."""
     for lm in program.lms.values():
         for key, value in lm.settings.items():
-            if any(word in key.lower() for word in SECRET_SETTINGS) and not (
+            if SECRET_SETTING.search(key) and not (
                 isinstance(value, dict) and set(value) == {"env"}
             ):
                 raise ArtifactError(
