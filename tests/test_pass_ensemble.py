@@ -88,3 +88,21 @@ def test_custom_reduce_is_recorded() -> None:
     out = ensemble(classify_program(), _ctx(World(), CANDIDATES), top=2, reduce="mymod:pick")
     assert out.program.ensemble.reduce == "mymod:pick"
     assert classify_program().ensemble is None
+
+
+def test_custom_reduce_runs_only_when_allowed(tmp_path: Path) -> None:
+    from lmpc.runtime.errors import ToolNotAllowed
+    from lmpc.runtime.execute import run_module
+
+    (tmp_path / "reducers.py").write_text(
+        "def last(outputs):\n    return {'label': outputs[-1]['label']}\n"
+    )
+    world = World(obey)
+    result = ensemble(classify_program(), _ctx(world, CANDIDATES), top=3, reduce="reducers:last")
+    ctx = run_context(world).derive(base_dir=tmp_path)
+    with pytest.raises(ToolNotAllowed, match="reducers:last"):
+        run_module(result.program, "Classify", {"text": "x"}, ctx)
+    allowed = ctx.derive(allow_tools=True)
+    # majority would say "positive"; the user's reducer takes the last member's answer
+    assert run_module(result.program, "Classify", {"text": "x"}, allowed).outputs == {
+        "label": "neutral"}

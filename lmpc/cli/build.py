@@ -93,14 +93,15 @@ def make_client(no_cache: bool, cache_dir: str | None, transport: Any = None) ->
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix: reported as one line, never a traceback."""
     from lmpc.compiler.artifact import ArtifactError
+    from lmpc.compiler.passes._demos import PassError
     from lmpc.compiler.pipeline import PipelineError
     from lmpc.eval.data import DataError
     from lmpc.eval.metrics import MetricError
     from lmpc.runtime.errors import RuntimeFailure
     from lmpc.runtime.lm_types import LMError
 
-    return (CLIError, ArtifactError, PipelineError, DataError, MetricError, RuntimeFailure,
-            LMError, OSError)
+    return (CLIError, ArtifactError, PassError, PipelineError, DataError, MetricError,
+            RuntimeFailure, LMError, OSError)
 
 
 @contextmanager

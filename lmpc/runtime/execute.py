@@ -31,7 +31,7 @@ from lmpc.compiler.ir import (
 )
 from lmpc.runtime.constraints import first_failure
 from lmpc.runtime.context import RunContext, RunStats
-from lmpc.runtime.errors import ConstraintFailed, ParseFailure, RuntimeFailure
+from lmpc.runtime.errors import ConstraintFailed, ParseFailure, RuntimeFailure, ToolNotAllowed
 from lmpc.runtime.execute_types import Prediction, TraceStep
 from lmpc.runtime.predictors import StepCall, run_predictor
 from lmpc.runtime.retrieve import retrieve
@@ -303,11 +303,37 @@ def _run_ensemble(program: ProgramIR, module: str, inputs: dict[str, Any], ctx: 
             first_error = first_error or exc
     if not results:
         raise first_error or RuntimeFailure("every ensemble member failed")
-    if program.ensemble.reduce != "majority":
-        raise RuntimeFailure(f"unsupported ensemble reduce {program.ensemble.reduce!r}")
-    outputs = {name: _vote([r.outputs.get(name) for r in results]) for name in results[0].outputs}
+    if program.ensemble.reduce == "majority":
+        outputs = {name: _vote([r.outputs.get(name) for r in results]) for name in results[0].outputs}
+    else:
+        outputs = _custom_reduce(program.ensemble.reduce, [r.outputs for r in results], ctx)
     trace = [step for r in results for step in r.trace]
     return Prediction(outputs=outputs, trace=trace)
+
+
+def _custom_reduce(import_path: str, outputs: list[dict[str, Any]], ctx: RunContext
+                   ) -> dict[str, Any]:
+    """A user's ``pkg.mod:fn(list_of_member_outputs) -> outputs``; it is Python code, so it
+    runs only when tools are allowed (an artifact never runs user code on its own)."""
+    from lmpc.compiler.ir import ToolIR
+    from lmpc.runtime.tools import load_tool
+
+    reducer = ToolIR(name=f"reduce {import_path}", import_path=import_path)
+    if not ctx.tool_allowed(import_path):
+        raise ToolNotAllowed(
+            f"ensemble reduce {import_path!r} runs Python code; allow it with --allow-tools"
+        )
+    fn = load_tool(reducer, ctx.derive(allow_tools={reducer.name}))
+    try:
+        combined = fn(outputs)
+    except Exception as exc:  # the user's reducer failed: report it, do not crash the batch
+        raise RuntimeFailure(f"ensemble reduce {import_path!r} failed: {exc}") from None
+    if not isinstance(combined, dict):
+        raise RuntimeFailure(
+            f"ensemble reduce {import_path!r} must return a dict of outputs, "
+            f"got {type(combined).__name__}"
+        )
+    return combined
 
 
 def _vote(values: list[Any]) -> Any:
