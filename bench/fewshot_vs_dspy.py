@@ -27,17 +27,19 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _dspy_side import DSPySettings, FieldSpec, Task, run_dspy  # noqa: E402
-from _server import gguf_path, llama_server  # noqa: E402
+from _server import OPENMP_ENV, gguf_path, llama_server  # noqa: E402
 
 log = logging.getLogger("lmpc.bench")
 
@@ -46,6 +48,7 @@ DEFAULT_LMP = REPO / "examples" / "classify.lmp"
 DEFAULT_OUT = REPO / "bench" / "results" / "fewshot_vs_dspy.json"
 OPTIMIZERS = ("labeled_fewshot", "bootstrap_fewshot", "bootstrap_random_search")
 BUILD_TIMEOUT_S = 1800
+MAX_ERRORS = 10000  # DSPy's default aborts on this model; lmpc gets the same value
 
 
 def pass_line(name: str, candidates: int) -> str:
@@ -53,9 +56,10 @@ def pass_line(name: str, candidates: int) -> str:
     if name == "labeled_fewshot":
         return "labeled_fewshot(k = 4)"
     if name == "bootstrap_fewshot":
-        return "bootstrap_fewshot(max_bootstrapped_demos = 4, max_labeled_demos = 4)"
+        return ("bootstrap_fewshot(max_bootstrapped_demos = 4, max_labeled_demos = 4, "
+                f"max_errors = {MAX_ERRORS})")
     return ("bootstrap_random_search(max_bootstrapped_demos = 4, max_labeled_demos = 4, "
-            f"num_candidate_programs = {candidates})")
+            f"num_candidate_programs = {candidates}, max_errors = {MAX_ERRORS})")
 
 
 # ---------------------------------------------------------------- the task, from lmpc's IR
@@ -98,7 +102,8 @@ def build_task(program: Any) -> Task:
     return Task(
         instructions=signature.instructions,
         inputs=[FieldSpec(f.name, f.desc) for f in signature.inputs],
-        output=FieldSpec(sig_output.name, sig_output.desc, _choices(program, sig_output.type)),
+        output=FieldSpec(sig_output.name, _output_desc(program, sig_output),
+                         _choices(program, sig_output.type)),
         splits={name: [_row(ex, rename, metric_ir.field, sig_output.name) for ex in rows]
                 for name, rows in parts.items()},
         score=_scorer(build_metric(metric_ir, program), metric_ir.field, sig_output.name),
@@ -128,6 +133,15 @@ def _input_renames(step: Any, module_inputs: list[str]) -> dict[str, str]:
             sys.exit(f"step {step.name}: argument {arg} must be a module input")
         renames[arg] = expr.path[0]
     return renames
+
+
+def _output_desc(program: Any, field: Any) -> str | None:
+    """The field's description, plus its enum values' descriptions (lmpc shows those)."""
+    enum = program.enums.get(field.type.name) if field.type.kind == "enum" else None
+    descs = getattr(enum, "descs", None) or {}
+    parts = [field.desc] if field.desc else []
+    parts += [f"{value}: {desc}" for value, desc in descs.items()]
+    return "; ".join(parts) or None
 
 
 def _choices(program: Any, type_ref: Any) -> tuple[str, ...]:
@@ -218,7 +232,8 @@ def run_lmpc(source: Path, name: str, candidates: int, threads: int,
     log.info("lmpc: building with %s", name)
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-                          env={**os.environ, "LMPC_CACHE_DIR": str(cache)}, cwd=workdir)
+                          env={**os.environ, **OPENMP_ENV, "LMPC_CACHE_DIR": str(cache)},
+                          cwd=workdir)
     wall = time.monotonic() - started
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     if done.returncode != 0 or not lines:
@@ -322,6 +337,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-lmpc", action="store_true")
     parser.add_argument("--skip-dspy", action="store_true")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--reuse", type=Path, metavar="JSON",
+                        help="start from an earlier results file (with --skip-lmpc or "
+                             "--skip-dspy, to measure the two sides at different times)")
     return parser.parse_args()
 
 
@@ -334,22 +352,27 @@ def dspy_temperature(program: Any) -> float:
 
 
 def main() -> None:
+    # a plain `kill` still runs the finally blocks (the server is stopped)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("LiteLLM").setLevel(logging.WARNING)
+    logging.getLogger("dspy").setLevel(logging.ERROR)  # one truncation warning per call
     names = list(args.only or OPTIMIZERS)
     program = load_program(args.lmp)
     task = build_task(program)
     sizes = {name: len(rows) for name, rows in task.splits.items()}
     log.info("task: %s; splits %s", task.output.name, sizes)
     ours: dict[str, Any] = {}
-    if not args.skip_lmpc:
-        with tempfile.TemporaryDirectory(prefix="bench_lmpc_") as tmp:
-            for name in names:
-                ours[name] = run_lmpc(args.lmp, name, args.candidates, args.threads, Path(tmp))
-                _check_splits(ours[name]["summary"]["splits"], sizes)
     theirs: dict[str, Any] = {}
     settings = None
+    if args.reuse:  # one side measured in an earlier run (the sides never overlap in time)
+        earlier = json.loads(args.reuse.read_text(encoding="utf-8"))
+        ours, theirs = earlier.get("lmpc_raw") or {}, earlier.get("dspy_raw") or {}
+        settings = DSPySettings(**earlier["dspy_settings_raw"]) if theirs else None
+    if not args.skip_lmpc:
+        ours = run_lmpc_side(args, names, sizes)
+        report(args, names, ours, theirs, sizes, settings)  # partial results survive
     if not args.skip_dspy:
         if args.limit:
             task.splits = {k: v[: args.limit] for k, v in task.splits.items()}
@@ -361,10 +384,30 @@ def main() -> None:
             theirs = run_dspy(task, settings, names)
             theirs["server_completions"] = server.log_path.read_text(
                 errors="replace").count("POST /v1/completions")
+    report(args, names, ours, theirs, sizes, settings)
+
+
+def run_lmpc_side(args: argparse.Namespace, names: list[str],
+                  sizes: dict[str, int]) -> dict[str, Any]:
+    """Every lmpc build; a failed build is recorded and the benchmark goes on."""
+    ours: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_lmpc_") as tmp:
+        for name in names:
+            try:
+                ours[name] = run_lmpc(args.lmp, name, args.candidates, args.threads, Path(tmp))
+            except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as exc:
+                log.error("lmpc build with %s failed: %s", name, exc)
+                continue
+            _check_splits(ours[name]["summary"]["splits"], sizes)
+    return ours
+
+
+def report(args: argparse.Namespace, names: list[str], ours: dict[str, Any],
+           theirs: dict[str, Any], sizes: dict[str, int], settings: DSPySettings | None) -> None:
     zero = theirs.get("zero_shot")
     rows = [compare(n, ours.get(n), theirs.get("optimizers", {}).get(n), zero) for n in names]
-    print(table(rows))
-    write_results(args, rows, theirs, sizes, settings)
+    print(table(rows), flush=True)
+    write_results(args, rows, ours, theirs, sizes, settings)
 
 
 def _check_splits(reported: dict[str, int], sizes: dict[str, int]) -> None:
@@ -372,7 +415,7 @@ def _check_splits(reported: dict[str, int], sizes: dict[str, int]) -> None:
         sys.exit(f"lmpc build split the data as {reported}, the benchmark as {sizes}")
 
 
-def write_results(args: argparse.Namespace, rows: list[dict[str, Any]],
+def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], ours: dict[str, Any],
                   theirs: dict[str, Any], sizes: dict[str, int],
                   settings: DSPySettings | None) -> None:
     import dspy
@@ -382,6 +425,7 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]],
             REPO) else str(args.lmp),
         "splits": sizes, "dspy_limit_per_split": args.limit,
         "threads": args.threads, "num_candidate_programs": args.candidates,
+        "load_average_at_end": os.getloadavg(), "cpus": os.cpu_count(),
         "dspy_version": dspy.__version__,
         "dspy_settings": None if settings is None else {
             "max_tokens": settings.max_tokens, "temperature": settings.temperature,
@@ -389,6 +433,8 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]],
         "dspy_zero_shot": theirs.get("zero_shot"),
         "dspy_server_completions": theirs.get("server_completions"),
         "rows": rows,
+        "lmpc_raw": ours, "dspy_raw": theirs,
+        "dspy_settings_raw": None if settings is None else asdict(settings),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

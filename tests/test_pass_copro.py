@@ -152,3 +152,14 @@ def test_estimate_matches_cold_cache_calls(tmp_path: Path) -> None:
     actual = ctx.run_ctx.client.usage.snapshot()["calls"]
     assert result.report["projected_calls"] == estimate_calls(prog, 16, 0, breadth=3, depth=2)
     assert result.report["projected_calls"] == actual == 2 + 3 + 6 * 16
+
+
+def test_prompt_model_role_writes_the_candidates() -> None:
+    from world import run_context
+
+    world, prog, ctx = setup()
+    writer = World(answer=answer)
+    ctx.prompt_ctx = run_context(writer)
+    copro(prog, ctx, breadth=2, depth=2)
+    assert len(writer_requests(writer, "proposed_instruction")) == 3
+    assert not writer_requests(world, "proposed_instruction")

@@ -8,6 +8,7 @@ and the prompt model writes ``level`` instructions that depend on the rollout in
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
 
 from world import LM, World, classify_program, examples, pass_context, pipe_program  # noqa: E402
 
+from lmpc.compiler.passes._demos import PassError  # noqa: E402
 from lmpc.compiler.passes.base import BudgetExceeded  # noqa: E402
 from lmpc.compiler.passes.mipro_v2 import (  # noqa: E402
     estimate_calls,
@@ -104,9 +106,9 @@ def test_presets_and_trial_formula(auto: str, predictors: int, fewshot: bool, n:
 
 def test_manual_mode_needs_both_numbers_and_auto_excludes_them() -> None:
     assert resolve_settings(2, None, 5, 7, 4, 4).num_trials == 7
-    with pytest.raises(ValueError, match="needs num_candidates and num_trials"):
+    with pytest.raises(PassError, match="needs num_candidates and num_trials"):
         resolve_settings(1, None, 5, None, 4, 4)
-    with pytest.raises(ValueError, match="auto = none"):
+    with pytest.raises(PassError, match="auto = none"):
         resolve_settings(1, "light", 5, None, 4, 4)
 
 
@@ -328,7 +330,8 @@ class Interrupt(Exception):
     """Stands in for Ctrl-C or a crash in the middle of a study."""
 
 
-def test_interrupted_study_resumes_its_completed_trials(tmp_path: Path) -> None:
+def test_interrupted_study_resumes_its_completed_trials(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     storage = f"sqlite:///{tmp_path / 'study.sqlite3'}"
     params = {**SMALL, "num_trials": 8, "storage": storage}
 
@@ -340,16 +343,18 @@ def test_interrupted_study_resumes_its_completed_trials(tmp_path: Path) -> None:
     with pytest.raises(Interrupt):
         mipro_v2(prog, ctx, **params)
     world2, prog, ctx2 = setup()
-    resumed = mipro_v2(prog, ctx2, **params)
-    assert resumed.report["study"]["resumed_trials"] == 5  # baseline + trials 1-4
+    with caplog.at_level(logging.INFO, logger="lmpc"):
+        resumed = mipro_v2(prog, ctx2, **params)
+    assert "with 5 completed trials" in caplog.text  # baseline + trials 1-4
     assert len(resumed.report["trials"]) == 9
     assert not proposals(world2)  # candidates came from the stored study
     # the rerun evaluated only the 4 remaining minibatches and the full evaluations
     rows_run = len(world2.requests)
     assert rows_run <= 4 * 8 + 3 * 24
-    again = mipro_v2(prog, setup()[2], **params)  # a finished study does no more trials
-    assert again.report["study"]["resumed_trials"] == 9
-    assert again.program == resumed.program
+    world3, prog, ctx3 = setup()
+    again = mipro_v2(prog, ctx3, **params)  # a finished study does no more work
+    assert not world3.requests
+    assert again.program == resumed.program and again.report == resumed.report
 
 
 def test_default_storage_is_sqlite_in_the_cache_folder(tmp_path: Path,
@@ -358,3 +363,51 @@ def test_default_storage_is_sqlite_in_the_cache_folder(tmp_path: Path,
     world, prog, ctx = setup()
     mipro_v2(prog, ctx, **{**SMALL, "storage": None, "num_trials": 2})
     assert (tmp_path / "optuna.sqlite3").is_file()
+
+
+def test_default_storage_follows_the_lm_cache_folder(tmp_path: Path) -> None:
+    world, prog, ctx = setup(cache=tmp_path / "lm" / "cache.sqlite")
+    mipro_v2(prog, ctx, **{**SMALL, "storage": None, "num_trials": 2})
+    assert (tmp_path / "lm" / "optuna.sqlite3").is_file()
+
+
+def test_too_little_data_is_a_clear_error() -> None:
+    world, prog, ctx = setup(n_train=1, n_val=0)
+    with pytest.raises(PassError, match="needs a valset"):
+        mipro_v2(prog, ctx, **SMALL)
+
+
+def test_prompt_model_role_writes_the_instructions() -> None:
+    from world import run_context
+
+    world, prog, ctx = setup()
+    writer = World(answer=answer)
+    ctx.prompt_ctx = run_context(writer)
+    result = mipro_v2(prog, ctx, **SMALL)
+    assert len(proposals(writer)) == 3 and not proposals(world)
+    assert all("`label`" in r.messages[0]["content"] for r in world.requests)
+    assert result.report["instructions"]["Classify.c"][1].startswith("Label it well")
+
+
+def test_two_workers_share_one_study(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    params = {**SMALL, "num_trials": 10, "storage": f"sqlite:///{tmp_path / 's.sqlite3'}"}
+    results: dict[int, Any] = {}
+
+    def work(i: int) -> None:
+        world, prog, ctx = setup()
+        results[i] = mipro_v2(prog, ctx, **params)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(results) == 2
+    rows = sqlite3.connect(tmp_path / "s.sqlite3").execute(
+        "select count(*) from trials where state = 'COMPLETE'").fetchone()
+    assert rows[0] == 10 + 1  # the workers split the trials; none was done twice
+    # each saw the other's trials: the study, not the process, holds the search
+    assert all(len(r.report["trials"]) > 6 for r in results.values())

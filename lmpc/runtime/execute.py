@@ -304,7 +304,8 @@ def _run_ensemble(program: ProgramIR, module: str, inputs: dict[str, Any], ctx: 
     if not results:
         raise first_error or RuntimeFailure("every ensemble member failed")
     if program.ensemble.reduce == "majority":
-        outputs = {name: _vote([r.outputs.get(name) for r in results]) for name in results[0].outputs}
+        names = results[0].outputs
+        outputs = {name: _vote([r.outputs.get(name) for r in results]) for name in names}
     else:
         outputs = _custom_reduce(program.ensemble.reduce, [r.outputs for r in results], ctx)
     trace = [step for r in results for step in r.trace]

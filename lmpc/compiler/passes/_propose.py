@@ -59,7 +59,7 @@ TIPS: dict[str, str] = {
 DATA_BATCH = 10  # training rows shown per dataset observation
 DATA_BATCHES = 3  # observations before the condensing call
 DEMOS_SHOWN = 3  # demos shown to the proposer per candidate
-WRITER_MAX_TOKENS = 200  # least room the prompt model gets to write an instruction
+WRITER_MAX_TOKENS = 150  # least room the prompt model gets to write an instruction
 _TEXT_CAP = 600  # characters of one field value shown to the prompt model
 
 _STR = TypeRef(kind="str")

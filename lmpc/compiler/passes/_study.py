@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ log = logging.getLogger("lmpc")
 MEMORY = "memory"  # storage value for a study that is not persisted (tests, dry experiments)
 HEARTBEAT_S = 30  # a RUNNING trial whose process stopped beating for GRACE_S is failed
 GRACE_S = 120
+OPEN_ATTEMPTS = 4
 
 
 def study_name(pass_name: str, key: dict[str, Any], seed: int) -> str:
@@ -116,11 +118,19 @@ def _storage(storage: str | None) -> optuna.storages.BaseStorage:
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         # Several processes share one file: wait for the write lock instead of failing.
         kwargs["connect_args"] = {"timeout": 60}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
-                                          heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    except Exception as exc:  # SQLAlchemy raises many types; the user needs the URL named
-        raise PassError(f"cannot open the Optuna storage {_redact(url)!r}: {exc}") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
+                                              heartbeat_interval=HEARTBEAT_S,
+                                              grace_period=GRACE_S)
+        except Exception as exc:  # SQLAlchemy raises many types; name the URL to the user
+            # Two processes creating one new database race on its schema: the loser
+            # finds the tables being made, waits, and opens them.
+            if attempt + 1 == OPEN_ATTEMPTS:
+                raise PassError(f"cannot open the Optuna storage {_redact(url)!r}: "
+                                f"{exc}") from None
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _redact(url: str) -> str:
