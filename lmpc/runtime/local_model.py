@@ -53,6 +53,27 @@ class Generation:
     finish_reason: str | None
 
 
+_native_log_callback: Any = None  # kept alive: llama.cpp holds a pointer to it
+
+
+def _route_native_logs(llama_cpp: Any) -> None:
+    """Send llama.cpp's own log lines to our logger at debug level.
+
+    llama-cpp-python prints some of them (e.g. its SWA-cache notice) to stderr even with
+    verbose=False, which would garble the CLI's progress output.
+    """
+    global _native_log_callback
+    if _native_log_callback is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: Any) -> None:
+        log.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+    _native_log_callback = callback
+    llama_cpp.llama_log_set(callback, None)
+
+
 class LocalModel:
     """One llama.cpp model and the lock that serializes its use."""
 
@@ -63,6 +84,7 @@ class LocalModel:
             raise LMError(f"local models need llama-cpp-python; {_INSTALL_HINT}") from None
         self.path = path
         self.n_ctx = n_ctx
+        _route_native_logs(llama_cpp)
         self._llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
                                       verbose=False, logits_all=False)
         self._lock = threading.Lock()
