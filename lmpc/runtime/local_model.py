@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,9 @@ class LocalModel:
     """One llama.cpp model and the lock that serializes its use."""
 
     def __init__(self, path: str, n_ctx: int = N_CTX, n_threads: int = N_THREADS) -> None:
+        # llama.cpp's OpenMP threads spin while waiting; on a busy 2-core machine that
+        # turned 2 s calls into 30 s ones. Passive waiting must be set before the load.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import llama_cpp
         except ImportError:
