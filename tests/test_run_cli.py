@@ -167,3 +167,22 @@ def test_run_lmp_with_errors_prints_diagnostics(tmp_path: Path) -> None:
     result = run([str(bad), "--input", '{"x": "1"}'])
     assert result.exit_code == 1
     assert f"{bad}:2:" in result.stderr and "Traceback" not in result.output
+
+
+def test_best_of_n_in_a_lmp_file_gets_its_reward_metric(tmp_path: Path) -> None:
+    source = tmp_path / "bon.lmp"
+    source.write_text(
+        'lm fast = "openai/gpt-4o-mini"\n'
+        'signature Title = "topic: str -> title: str"\n'
+        "metric shouty = regex(title, pattern = \"^[A-Z ]+$\")\n"
+        "module Headline(topic: str) -> (title: str) {\n"
+        "  t = best_of_n(n = 3, reward = shouty, threshold = 1.0) Title(topic = topic)\n"
+        "  return (title = t.title)\n"
+        "}\n"
+    )
+    answers = iter(["quiet words", "LOUD WORDS", "never asked"])
+    transport = ScriptedTransport(fn=lambda request: chat_reply(title=next(answers)))
+    result = run([str(source), "--input", '{"topic": "x"}'], transport)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"title": "LOUD WORDS"}
+    assert len(transport.requests) == 2  # stopped at the threshold

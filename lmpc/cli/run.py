@@ -181,10 +181,19 @@ def _context(
     cache = None
     if not no_cache:
         cache = SQLiteCache(Path(cache_dir) / "cache.sqlite" if cache_dir else None)
-    return RunContext(
+    ctx = RunContext(
         client=LMClient(transport or LitellmTransport(), cache=cache),
         program_lms=dict(program.lms),
         task_lm=default_task_lm(program, lm_name),
         base_dir=Path(program.base_dir),
         allow_tools=allow_tools,
     )
+    # best_of_n / refine steps score their attempts with a metric of the program
+    from lmpc.eval.metrics import MetricError, reward_fns_for
+
+    try:
+        rewards = reward_fns_for(program, ctx.derive(attribution={"role": "reward"}),
+                                 allow_python=allow_tools is True)
+    except MetricError as exc:
+        raise CLIError(str(exc)) from None
+    return ctx.derive(reward_fns=rewards)
