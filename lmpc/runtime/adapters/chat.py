@@ -67,21 +67,27 @@ then end with `[[ ## completed ## ]]`."""
 
 
 class ChatAdapter(Adapter):
-    """Field headers; the default for chat models."""
+    """Field headers; the default for chat models.
+
+    Subclasses that keep the turn structure but change the reply format (the JSON
+    adapter) override ``system``, ``ask``, ``answer`` and ``parse``.
+    """
 
     name = "chat"
     mode = "chat"
+    system = SYSTEM
+    ask = ASK
 
     def prepare(self, signature: SignatureIR, demos: list[dict[str, Any]], program: ProgramIR
                 ) -> tuple[tuple[dict[str, str], ...], str]:
         """The system message and demo turns, and the request line after the inputs."""
         outputs = [field_view(f, program) for f in signature.outputs]
-        system = SYSTEM.render(
+        system = self.system.render(
             inputs=[field_view(f, program) for f in signature.inputs],
             outputs=outputs,
             instructions=instructions_of(signature),
         )
-        ask = ASK.render(outputs=outputs)
+        ask = self.ask.render(outputs=outputs)
         messages = [{"role": "system", "content": system}]
         for demo in demos:
             if usable_demo(demo, signature):

@@ -10,16 +10,8 @@ import json
 from typing import Any
 
 from lmpc.compiler.ir import ProgramIR, SignatureIR
-from lmpc.runtime.adapters.base import (
-    ENV,
-    Adapter,
-    Rendered,
-    excerpt,
-    field_view,
-    instructions_of,
-    sections,
-    usable_demo,
-)
+from lmpc.runtime.adapters.base import ENV, excerpt
+from lmpc.runtime.adapters.chat import ChatAdapter
 from lmpc.runtime.errors import ParseFailure
 from lmpc.runtime.types import MISSING, coerce, loads_lenient
 
@@ -51,35 +43,15 @@ Respond with a JSON object with the keys \
 )
 
 
-class JSONAdapter(Adapter):
-    """One JSON object per reply."""
+class JSONAdapter(ChatAdapter):
+    """One JSON object per reply (same turns as the field-header format)."""
 
     name = "json"
-    mode = "chat"
+    system = SYSTEM
+    ask = ASK
 
-    def prepare(self, signature: SignatureIR, demos: list[dict[str, Any]], program: ProgramIR
-                ) -> tuple[tuple[dict[str, str], ...], str]:
-        """The system message and demo turns, and the request line after the inputs."""
-        outputs = [field_view(f, program) for f in signature.outputs]
-        system = SYSTEM.render(
-            inputs=[field_view(f, program) for f in signature.inputs],
-            outputs=outputs,
-            instructions=instructions_of(signature),
-        )
-        ask = ASK.render(outputs=outputs)
-        messages = [{"role": "system", "content": system}]
-        for demo in demos:
-            if usable_demo(demo, signature):
-                messages.append({"role": "user", "content": sections(signature.inputs, demo) + ask})
-                answer = {f.name: demo[f.name] for f in signature.outputs if f.name in demo}
-                messages.append({"role": "assistant", "content": json.dumps(answer)})
-        return tuple(messages), ask
-
-    def finish(self, static: tuple[tuple[dict[str, str], ...], str], signature: SignatureIR,
-               inputs: dict[str, Any]) -> Rendered:
-        prefix, ask = static
-        current = {"role": "user", "content": sections(signature.inputs, inputs) + ask}
-        return Rendered(mode="chat", messages=(*prefix, current))
+    def answer(self, sig: SignatureIR, values: dict[str, Any]) -> str:
+        return json.dumps({f.name: values[f.name] for f in sig.outputs if f.name in values})
 
     def parse(self, text: str, signature: SignatureIR, program: ProgramIR) -> dict[str, Any]:
         data = loads_lenient(text)
