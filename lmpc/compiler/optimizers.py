@@ -216,8 +216,9 @@ _SPECS: tuple[OptimizerSpec, ...] = (
             _bool("data_aware", True, "show the proposer a summary of the dataset"),
             _bool("tip_aware", True, "give the proposer a randomly drawn tip"),
             _bool("fewshot_aware", True, "show the proposer bootstrapped demos"),
-            ParamSpec("storage", "str", None, "an Optuna storage URL to persist the study "
-                      "(default: in memory)", nullable=True),
+            ParamSpec("storage", "str", None, "where the Optuna study lives, so an interrupted "
+                      "build resumes: an Optuna RDB URL, or \"memory\" (default: SQLite "
+                      "beside the LM cache)", nullable=True),
         ),
         uses_teacher=True,
         uses_prompt_model=True,
