@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": "eval",
     "show": "show",
     "diff": "diff",
+    "test": "test",
 }
 
 

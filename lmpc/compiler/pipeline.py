@@ -330,14 +330,30 @@ def estimate_plan(program: ProgramIR, optimize: OptimizeIR,
     from lmpc.compiler.optimizers import validate_params
 
     per_run = max(1, len(program.predictors_of(optimize.program)))
-    n_eval = (n_split.get("val", 0) + n_split.get("test", 0)) * per_run
+    n_val = n_split.get("val", 0) * per_run
+    n_eval = n_val + n_split.get("test", 0) * per_run
     plan = [{"step": "evaluate before (val + test)", "calls": n_eval}]
-    for pass_ir in optimize.passes:
+    scored_on_val = False
+    for i, pass_ir in enumerate(optimize.passes):
         params, _ = validate_params(pass_ir.name, dict(pass_ir.params))
         calls = _estimate_pass(program, pass_ir.name, n_split, params, per_run)
+        scored_on_val = _scores_on_valset(pass_ir.name)
+        if scored_on_val and i == 0:
+            # its score of the unchanged program repeats the "before" evaluation: cached
+            calls = max(0, calls - n_val)
         plan.append({"step": pass_ir.name, "params": params, "calls": calls})
-    plan.append({"step": "evaluate after (val + test)", "calls": n_eval})
+    # a pass that scored its result on the whole valset leaves that evaluation cached
+    after = n_eval - n_val if scored_on_val else n_eval
+    plan.append({"step": "evaluate after (val + test)", "calls": after})
     return plan
+
+
+def _scores_on_valset(name: str) -> bool:
+    """Whether a pass scores the unchanged program and its result on the whole valset."""
+    try:
+        return bool(getattr(PASSES.module(name), "SCORES_ON_VALSET", False))
+    except PipelineError:
+        return False
 
 
 def _estimate_pass(program: ProgramIR, name: str, n: dict[str, int], params: dict[str, Any],

@@ -44,6 +44,9 @@ from lmpc.compiler.passes.labeled_fewshot import apply_labeled
 
 log = logging.getLogger("lmpc")
 PASS = "bootstrap_random_search"
+#: It scores the unchanged program (seed -3) and its result on the whole valset;
+#: the build's dry run counts those evaluations once (they are cached).
+SCORES_ON_VALSET = True
 _LABELS = {-3: "zero-shot", -2: "labeled only", -1: "bootstrap, unshuffled"}
 
 

@@ -74,6 +74,10 @@ from lmpc.compiler.passes.labeled_fewshot import apply_labeled
 log = logging.getLogger("lmpc")
 PASS = "mipro_v2"
 
+#: It fully evaluates the unchanged program and its result on the valset (within the
+#: preset's cap); the build's dry run counts those evaluations once (they are cached).
+SCORES_ON_VALSET = True
+
 #: auto preset → (candidates per predictor, valset cap)
 PRESETS: dict[str, tuple[int, int]] = {"light": (6, 100), "medium": (12, 300),
                                        "heavy": (18, 1000)}
