@@ -74,9 +74,14 @@ def render_predictor(program: ProgramIR, module: str, predictor: PredictorIR, ct
     call = StepCall(program, predictor, ctx, module)
     inputs = {f.name: f"<{f.name}>" for f in predictor.signature.inputs}
     labeled = sum(d.kind == "labeled" for d in predictor.demos)
+    demos = (f"{len(predictor.demos)} demos: {labeled} labeled, "
+             f"{len(predictor.demos) - labeled} bootstrapped")
+    knn = predictor.options.get("knn")
+    if isinstance(knn, dict):  # demos are picked per input: show them for a placeholder
+        demos = (f"{knn.get('k')} demos picked per input from "
+                 f"{len(knn.get('examples', []))} stored examples (shown for a placeholder)")
     head = (f"=== {predictor.id} ({predictor.kind}, {call.lm.model}, adapter "
-            f"{call.adapter.name}) — {len(predictor.demos)} demos: {labeled} labeled, "
-            f"{len(predictor.demos) - labeled} bootstrapped ===")
+            f"{call.adapter.name}) — {demos} ===")
     try:
         run_predictor(call, inputs)
     except _Captured as captured:
