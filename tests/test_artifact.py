@@ -58,7 +58,9 @@ def test_subset_keeps_only_what_the_program_needs(tmp_path: Path) -> None:
     ir = _artifact(tmp_path).ir
     assert set(ir.modules) == {"Classify"} and set(ir.signatures) == {"Judge"}
     assert set(ir.enums) == {"Sentiment"} and set(ir.metrics) == {"acc"}
-    assert not ir.datasets and set(ir.lms) == {"fake"}
+    assert set(ir.lms) == {"fake"}
+    # the optimize block's dataset is described (path, mapping, split), never its rows
+    assert set(ir.datasets) == {"reviews"} and ir.datasets["reviews"].path == "reviews.jsonl"
 
 
 def test_secrets_stay_env_references(tmp_path: Path) -> None:

@@ -306,3 +306,17 @@ def test_a_source_file_runs_the_unoptimized_program(tmp_path: Path) -> None:
     assert json.loads(scored.stdout) == {"score": 0.0, "n": 3, "failures": 0}  # zero-shot
     shown = _invoke(["show", str(source)])
     assert "0 demos" in shown.stdout and "Text: <text>" in shown.stdout
+
+
+def test_eval_reads_rows_in_the_columns_of_the_programs_dataset(tmp_path: Path) -> None:
+    program = sentiment_program(tmp_path, passes=[PassIR(name="labeled_fewshot",
+                                                         params={"k": 3})])
+    client = LMClient(_transport(), sleep=lambda s: None)
+    art = to_artifact(run_optimize(program, program.optimizes[0], client=client), 0)
+    art.ir.datasets["reviews"].mapping = {"text": "review"}  # as if declared `map: {...}`
+    artifact = write_artifact(art, tmp_path / "build" / "mapped.json")
+    rows = tmp_path / "columns.jsonl"
+    rows.write_text(json.dumps({"review": "The movie was superb.", "label": "positive"}) + "\n")
+    result = _invoke(["eval", str(artifact), "--data", str(rows), "--json", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"score": 1.0, "n": 1, "failures": 0}

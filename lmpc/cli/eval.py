@@ -69,9 +69,25 @@ def _examples(program: ProgramIR, module: str, data: Path) -> list[Any]:
     fmt = FORMATS.get(data.suffix.lower())
     if fmt is None:
         raise CLIError(f"{data}: unknown data format (use .jsonl, .csv or .json)")
+    from lmpc.eval.data import DataError
+
     inputs = [f.name for f in program.modules[module].inputs]
     dataset = DatasetIR(name=data.stem, format=fmt, path=str(data.resolve()))  # type: ignore[arg-type]
-    return load_examples(dataset, ".", inputs)
+    try:
+        return load_examples(dataset, ".", inputs)
+    except DataError:
+        # rows in the columns of the program's own dataset (e.g. its `map: { ticket:
+        # "text" }`) are read with that mapping, so the build's data file works as is
+        mapping = _dataset_mapping(program, module)
+        if not mapping:
+            raise
+        return load_examples(dataset.model_copy(update={"mapping": mapping}), ".", inputs)
+
+
+def _dataset_mapping(program: ProgramIR, module: str) -> dict[str, str]:
+    optimize = _optimize_of(program, module)
+    source = program.datasets.get(optimize.dataset) if optimize else None
+    return dict(source.mapping) if source else {}
 
 
 def _optimize_of(program: ProgramIR, module: str) -> Any:

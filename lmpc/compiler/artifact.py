@@ -119,7 +119,8 @@ def program_subset(program: ProgramIR, module: str, optimize_index: int | None =
 
     Keeps the reachable modules and predictors, the signatures, enums, classes and tools
     they use, the LMs they (and the optimize block) name, the metric of the optimize
-    block with its parts, and that one optimize block. Drops datasets and tests.
+    block with its parts, that one optimize block and its dataset's description (path,
+    mapping, split: no rows), and the test blocks of the kept modules.
     """
     modules = _reachable_modules(program, module)
     predictors = {pid: p for pid, p in program.predictors.items()
@@ -148,6 +149,9 @@ def program_subset(program: ProgramIR, module: str, optimize_index: int | None =
         predictors=predictors,
         metrics=metrics,
         optimizes=optimizes,
+        datasets={o.dataset: program.datasets[o.dataset] for o in optimizes
+                  if o.dataset in program.datasets},
+        tests=[t for t in program.tests if t.module in modules],
         ensemble=program.ensemble,
     )
 
