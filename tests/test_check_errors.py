@@ -130,6 +130,8 @@ CASES: list[tuple[str, str, str, int, int]] = [
      + GOOD_MODULE, "E1603", 2, 25),
     ("bad budget", "optimize M with acc on d {\n  budget: calls 0\n}\n" + GOOD_MODULE,
      "E1604", 2, 17),
+    ("optimizer not implemented yet", "optimize M with acc on d {\n  gepa(auto = light)\n}\n"
+     + GOOD_MODULE, "E1605", 2, 3),
     ("bad expectation", "test \"t\" { M(q = \"x\") expect a in [low] }\n" + GOOD_MODULE,
      "E1701", 1, 30),
 ]

@@ -45,7 +45,7 @@ def test_classify_is_the_main_demo() -> None:
     assert program is not None
     assert program.lms["local"].model == "local/gemma-3-270m"
     (opt,) = program.optimizes
-    assert [p.name for p in opt.passes] == ["bootstrap_fewshot", "bootstrap_random_search"]
+    assert [p.name for p in opt.passes] == ["knn_fewshot"]
     ds = program.datasets[opt.dataset]
     assert (ds.split.train, ds.split.val, ds.split.test) == (40, 80, 80)
     rows = [json.loads(line) for line in (EXAMPLES / ds.path).read_text().splitlines()]

@@ -61,6 +61,7 @@ E1601    optimizer parameter has the wrong type (or is not named / not a value)
 E1602    optimizer parameter out of range or not one of its choices
 E1603    optimizer parameters that do not go together
 E1604    bad optimize option (LM role, budget, seed, threads)
+E1605    optimizer specified but not implemented in this version
 E1701    bad test (non-literal value, unsupported expectation)
 E1999    internal error in the checker (a bug: please report it)
 W1901    warning: a secret written in the source instead of ``env.NAME``

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from lmpc.compiler.ir import BudgetIR, ExpectIR, ModuleIR, OptimizeIR, PassIR, TestIR
@@ -122,6 +123,12 @@ def _pass(call: ast.PassCall, ctx: Ctx) -> PassIR | None:
         scope.error("E1208", f"unknown optimizer '{call.name}'",
                     scope.name_span(call.span, call.name),
                     suggest(call.name, all_names()) or "optimizers: " + ", ".join(OPTIMIZERS))
+        return None
+    if not pass_available(name):
+        ready = ", ".join(n for n in OPTIMIZERS if pass_available(n))
+        scope.error("E1605", f"optimizer '{name}' is specified but not implemented in this "
+                    "version of lmpc", scope.name_span(call.span, call.name),
+                    "available: " + ready)
         return None
     duplicates([a for a in call.args if a.name], scope, f"parameter of {name}")
     raw: dict[str, Any] = {}
@@ -290,3 +297,8 @@ def _expect(expr: ast.Node, outputs: dict[str, Any], mod: ModuleIR,
     if expr.op in ("==", "!="):
         ctx.check_literal(value, outputs[field], expr.right.span, f"output '{field}'")
     return ExpectIR(field=field, op=expr.op, value=value, span=expr.span)
+
+
+def pass_available(name: str) -> bool:
+    """Whether a pass module exists for ``name`` (found without importing it)."""
+    return importlib.util.find_spec(f"lmpc.compiler.passes.{name}") is not None
