@@ -18,6 +18,7 @@ out-of-range value.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -437,10 +438,16 @@ def _check_combination(opt: str, params: dict[str, Any], given: set[str]) -> lis
     return []
 
 
-def reference_table() -> str:
-    """A Markdown table of every optimizer and parameter (for docs/language.md)."""
+def reference_table(names: Iterable[str] | None = None) -> str:
+    """A Markdown table of the optimizers ``names`` (default: all) and their parameters.
+
+    docs/optimizers.md is this table for the implemented passes; a test keeps it in sync.
+    """
+    wanted = set(names) if names is not None else None
     lines = ["| optimizer | parameter | accepts | default | meaning |", "|---|---|---|---|---|"]
     for spec in _SPECS:
+        if wanted is not None and spec.name not in wanted:
+            continue
         for p in spec.params:
             default = _format_default(p.default)
             lines.append(f"| {spec.name} | {p.name} | {p.describe()} | {default} | {p.doc} |")
