@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -108,3 +109,31 @@ def test_prompt_over_context_is_a_context_window_error(client: LMClient) -> None
     with pytest.raises(ContextWindowError):
         client.complete(LMRequest("local/gemma-3-270m", "text", prompt="word " * 6000,
                                   settings={"max_tokens": 4}))
+
+
+@pytest.mark.integration
+@needs_model
+def test_litellm_callbacks_still_see_local_calls(client: LMClient, monkeypatch) -> None:
+    """Local calls skip litellm's success logging only while no callback is registered."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # if first to import it
+    import litellm
+    from litellm.integrations.custom_logger import CustomLogger
+
+    seen: list[object] = []
+    logged = threading.Event()
+
+    class Spy(CustomLogger):  # type: ignore[misc]
+        def log_success_event(self, kwargs, response_obj, start_time, end_time) -> None:
+            seen.append(kwargs.get("response_cost"))
+            logged.set()
+
+    spy = Spy()
+    litellm.callbacks = [*litellm.callbacks, spy]
+    try:
+        response = client.complete(sentiment(rollout=11))
+        assert logged.wait(timeout=30), "a registered litellm callback missed a local call"
+    finally:
+        for name in ("callbacks", "success_callback", "_async_success_callback"):
+            setattr(litellm, name, [c for c in getattr(litellm, name) if c is not spy])
+    assert response.text.strip() == "negative"
+    assert seen == [0.0]  # the provider's stamped zero price, not a failed price lookup
