@@ -7,6 +7,9 @@ regex; a word is a keyword only where the parser's current state accepts that ke
 (so ``in``, ``on``, ``with`` ... stay usable as names elsewhere). Terminal names and
 patterns come from ``lmp.lark`` itself, and the ``COMMENT`` lexer callback is honoured,
 so the grammar file stays the single definition of the language.
+
+Lark drives this lexer only for files with syntax errors (its error reports are the
+best); :mod:`lmpc.grammar.driver` parses valid files with the same token rules.
 """
 
 from __future__ import annotations
@@ -24,25 +27,42 @@ _REGEX_ORDER = ("WS", "COMMENT", "DOCSTRING", "STRING", "NUMBER", "NAME")
 _MULTILINE = frozenset({"WS", "COMMENT", "DOCSTRING"})
 
 
+def word_tables(terminals: list[Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """Keywords (``{"module": "MODULE"}``) and operators (``{"->": "__ANON_0"}``) of
+    the grammar's string terminals."""
+    keywords: dict[str, str] = {}
+    punct: dict[str, str] = {}
+    for t in terminals:
+        if t.pattern.type == "str":
+            target = keywords if t.pattern.value.isidentifier() else punct
+            target[t.pattern.value] = t.name
+    return keywords, punct
+
+
+def token_regex(terminals: list[Any], skip_space: bool = False) -> re.Pattern[str]:
+    """One regex for every token: a named group per regex terminal (tried in
+    ``_REGEX_ORDER``) and ``PUNCT`` for the operators, longest first. With
+    ``skip_space`` the whitespace before a token is part of the match (not a group)."""
+    by_name = {t.name: t for t in terminals}
+    _, punct = word_tables(terminals)
+    names = [n for n in _REGEX_ORDER if n in by_name and not (skip_space and n == "WS")]
+    parts = [f"(?P<{n}>{by_name[n].pattern.to_regexp()})" for n in names]
+    ordered = sorted(punct, key=len, reverse=True)  # longest operator first
+    parts.append("(?P<PUNCT>" + "|".join(re.escape(p) for p in ordered) + ")")
+    body = "|".join(parts)
+    if skip_space:
+        body = f"(?:{by_name['WS'].pattern.to_regexp()})?+(?:{body})"
+    return re.compile(body)
+
+
 class LmpLexer(Lexer):
     """Master-regex lexer with parser-state-aware keywords (see module docstring)."""
 
     __future_interface__ = 2  # Lark passes (lexer_state, parser_state) to lex()
 
     def __init__(self, lexer_conf: Any) -> None:
-        terminals = {t.name: t for t in lexer_conf.terminals}
-        self.keywords: dict[str, str] = {}
-        punct: dict[str, str] = {}
-        for t in lexer_conf.terminals:
-            if t.pattern.type == "str":
-                target = self.keywords if t.pattern.value.isidentifier() else punct
-                target[t.pattern.value] = t.name
-        self.punct = punct
-        parts = [f"(?P<{name}>{terminals[name].pattern.to_regexp()})"
-                 for name in _REGEX_ORDER if name in terminals]
-        ordered = sorted(punct, key=len, reverse=True)  # longest operator first
-        parts.append("(?P<PUNCT>" + "|".join(re.escape(p) for p in ordered) + ")")
-        self.master = re.compile("|".join(parts))
+        self.keywords, self.punct = word_tables(lexer_conf.terminals)
+        self.master = token_regex(lexer_conf.terminals)
         self.ignore = set(lexer_conf.ignore)
         self.callbacks = dict(lexer_conf.callbacks)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import re
-from typing import Any, Protocol
+from typing import Any
 
 from lark import Token
 
@@ -21,14 +21,40 @@ CURRENT_PATH: contextvars.ContextVar[str] = contextvars.ContextVar(
 )
 
 
-class Meta(Protocol):
-    """Position of a rule (1-based; end column exclusive)."""
+# Position of a rule: (line, col, end_line, end_col), 1-based, end column exclusive;
+# None for a rule that matched no text.
+Pos = tuple[int, int, int, int] | None
 
-    empty: bool
-    line: int
-    column: int
-    end_line: int
-    end_column: int
+# Every span has all its fields set; one shared set serves them all (pydantic only adds
+# to it, and adding a field already in it changes nothing). It saves 20,000 objects the
+# cyclic GC would walk after a big parse.
+_ALL_SET = {"file", "line", "col", "end_line", "end_col"}
+_new_object = object.__new__
+_set_attr = object.__setattr__
+
+
+def _slot_setter(cls: type, name: str) -> Any:
+    """The ``__set__`` of the slot ``name`` that instances of ``cls`` use."""
+    owner = next(k for k in cls.__mro__ if name in vars(k))
+    return vars(owner)[name].__set__
+
+
+_set_fields_set = _slot_setter(Span, "__pydantic_fields_set__")
+_set_extra = _slot_setter(Span, "__pydantic_extra__")
+_set_private = _slot_setter(Span, "__pydantic_private__")
+
+
+def make_span(file: str, line: int, col: int, end_line: int, end_col: int) -> Span:
+    """``Span(file=..., line=..., ...)`` for values known to be valid, without pydantic's
+    validation (twice as fast; a big parse makes 20,000 spans). The result equals what
+    pydantic would build: same fields, same fields-set, no extras."""
+    span = _new_object(Span)
+    _set_attr(span, "__dict__", {"file": file, "line": line, "col": col,
+                                 "end_line": end_line, "end_col": end_col})
+    _set_fields_set(span, _ALL_SET)
+    _set_extra(span, None)
+    _set_private(span, None)
+    return span
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
@@ -72,9 +98,10 @@ def _is(token: Any, kind: str) -> bool:
 class ToAst:
     """Builds :mod:`lmpc.grammar.ast` nodes, one method per grammar rule.
 
-    Every rule method takes ``(meta, children)``: the rule's position and its value
-    children (keywords and punctuation left out). Lark calls them while it parses,
-    through :func:`lark_callbacks`, so no parse tree is ever built. The file name in
+    Every rule method takes ``(pos, children)``: the rule's position (:data:`Pos`) and
+    its value children (keywords and punctuation left out). They are called while the
+    file is parsed (by :mod:`lmpc.grammar.driver`, or by Lark through
+    :func:`lark_callbacks`), so no parse tree is ever built. The file name in
     every span is ``path`` (by default the one set in :data:`CURRENT_PATH` for the
     parse in progress).
     """
@@ -87,21 +114,21 @@ class ToAst:
         return self._path if self._path is not None else CURRENT_PATH.get()
 
     # grouping parentheses: `"(" type ")"` and `"(" expr ")"` keep the inner node
-    def type(self, meta: Meta, c: list) -> Any:
+    def type(self, pos: Pos, c: list) -> Any:
         return c[0]
 
     operand = type
 
     # ------------------------------------------------------------ helpers
-    def span(self, meta: Meta) -> Span:
-        if getattr(meta, "empty", True):
+    def span(self, pos: Pos) -> Span:
+        if pos is None:
             return ast.NO_SPAN
-        return Span(file=self.path, line=meta.line, col=meta.column,
-                    end_line=meta.end_line, end_col=meta.end_column)
+        path = self._path
+        return make_span(path if path is not None else CURRENT_PATH.get(), *pos)
 
     def tspan(self, tok: Token) -> Span:
-        return Span(file=self.path, line=tok.line or 1, col=tok.column or 1,
-                    end_line=tok.end_line, end_col=tok.end_column)
+        return make_span(self.path, tok.line or 1, tok.column or 1, tok.end_line,
+                         tok.end_column)
 
     @staticmethod
     def _doc(children: list) -> tuple[str | None, list]:
@@ -111,61 +138,61 @@ class ToAst:
         return (docs[0] if docs else None), rest
 
     # ------------------------------------------------------------ file
-    def start(self, meta: Meta, children: list) -> ast.File:
-        return ast.File(path=self.path, decls=list(children), span=self.span(meta))
+    def start(self, pos: Pos, children: list) -> ast.File:
+        return ast.File(path=self.path, decls=list(children), span=self.span(pos))
 
-    def import_decl(self, meta: Meta, c: list) -> ast.Import:
-        return ast.Import(path=string_value(c[0]), span=self.span(meta))
+    def import_decl(self, pos: Pos, c: list) -> ast.Import:
+        return ast.Import(path=string_value(c[0]), span=self.span(pos))
 
-    def lm_decl(self, meta: Meta, c: list) -> ast.LMDecl:
+    def lm_decl(self, pos: Pos, c: list) -> ast.LMDecl:
         options = c[2] if len(c) > 2 else []
         return ast.LMDecl(name=str(c[0]), model=string_value(c[1]), options=options,
-                          span=self.span(meta))
+                          span=self.span(pos))
 
-    def inline_options(self, meta: Meta, c: list) -> list[ast.Option]:
+    def inline_options(self, pos: Pos, c: list) -> list[ast.Option]:
         return list(c)
 
-    def option(self, meta: Meta, c: list) -> ast.Option:
-        return ast.Option(key=str(c[0]), value=c[1], span=self.span(meta))
+    def option(self, pos: Pos, c: list) -> ast.Option:
+        return ast.Option(key=str(c[0]), value=c[1], span=self.span(pos))
 
     entry = option
 
-    def block_body(self, meta: Meta, c: list) -> list[ast.Option]:
+    def block_body(self, pos: Pos, c: list) -> list[ast.Option]:
         return list(c)
 
     # ------------------------------------------------------------ types
-    def enum_decl(self, meta: Meta, c: list) -> ast.EnumDecl:
+    def enum_decl(self, pos: Pos, c: list) -> ast.EnumDecl:
         doc, rest = self._doc(c[1:])
-        return ast.EnumDecl(name=str(c[0]), members=rest, doc=doc, span=self.span(meta))
+        return ast.EnumDecl(name=str(c[0]), members=rest, doc=doc, span=self.span(pos))
 
-    def enum_member(self, meta: Meta, c: list) -> ast.EnumMember:
+    def enum_member(self, pos: Pos, c: list) -> ast.EnumMember:
         desc = string_value(c[1]) if len(c) > 1 else None
-        return ast.EnumMember(name=str(c[0]), desc=desc, span=self.span(meta))
+        return ast.EnumMember(name=str(c[0]), desc=desc, span=self.span(pos))
 
-    def class_decl(self, meta: Meta, c: list) -> ast.ClassDecl:
+    def class_decl(self, pos: Pos, c: list) -> ast.ClassDecl:
         doc, rest = self._doc(c[1:])
-        return ast.ClassDecl(name=str(c[0]), fields=rest, doc=doc, span=self.span(meta))
+        return ast.ClassDecl(name=str(c[0]), fields=rest, doc=doc, span=self.span(pos))
 
-    def class_field(self, meta: Meta, c: list) -> ast.ClassField:
+    def class_field(self, pos: Pos, c: list) -> ast.ClassField:
         desc = string_value(c[2]) if len(c) > 2 else None
-        return ast.ClassField(name=str(c[0]), type=c[1], desc=desc, span=self.span(meta))
+        return ast.ClassField(name=str(c[0]), type=c[1], desc=desc, span=self.span(pos))
 
-    def type_decl(self, meta: Meta, c: list) -> ast.TypeAlias:
-        return ast.TypeAlias(name=str(c[0]), type=c[1], span=self.span(meta))
+    def type_decl(self, pos: Pos, c: list) -> ast.TypeAlias:
+        return ast.TypeAlias(name=str(c[0]), type=c[1], span=self.span(pos))
 
-    def named_type(self, meta: Meta, c: list) -> ast.NamedType:
-        return ast.NamedType(name=c[0], args=list(c[1:]), span=self.span(meta))
+    def named_type(self, pos: Pos, c: list) -> ast.NamedType:
+        return ast.NamedType(name=c[0], args=list(c[1:]), span=self.span(pos))
 
-    def dotted_name(self, meta: Meta, c: list) -> str:
-        return ".".join(str(t) for t in c)
+    def dotted_name(self, pos: Pos, c: list) -> str:
+        return ".".join(c)  # NAME tokens: the result is a plain str
 
-    def optional_type(self, meta: Meta, c: list) -> ast.OptionalType:
-        return ast.OptionalType(inner=c[0], span=self.span(meta))
+    def optional_type(self, pos: Pos, c: list) -> ast.OptionalType:
+        return ast.OptionalType(inner=c[0], span=self.span(pos))
 
-    def literal_type(self, meta: Meta, c: list) -> ast.LiteralType:
-        return ast.LiteralType(values=list(c), span=self.span(meta))
+    def literal_type(self, pos: Pos, c: list) -> ast.LiteralType:
+        return ast.LiteralType(values=list(c), span=self.span(pos))
 
-    def literal_atom(self, meta: Meta, c: list) -> str | int | float | bool:
+    def literal_atom(self, pos: Pos, c: list) -> str | int | float | bool:
         tok = c[0]
         if tok.type == "STRING":
             return string_value(tok)
@@ -174,211 +201,202 @@ class ToAst:
         return tok.type == "TRUE"
 
     # ------------------------------------------------------------ signatures, tools
-    def signature_block(self, meta: Meta, c: list) -> ast.SignatureDecl:
+    def signature_block(self, pos: Pos, c: list) -> ast.SignatureDecl:
         doc, rest = self._doc(c[1:])
-        return ast.SignatureDecl(name=str(c[0]), fields=rest, doc=doc, span=self.span(meta))
+        return ast.SignatureDecl(name=str(c[0]), fields=rest, doc=doc, span=self.span(pos))
 
-    def signature_string(self, meta: Meta, c: list) -> ast.SignatureDecl:
+    def signature_string(self, pos: Pos, c: list) -> ast.SignatureDecl:
         # Fields are filled in by the parser, which parses the string's contents.
         return ast.SignatureDecl(name=str(c[0]), fields=[], text=string_value(c[1]),
-                                 span=self.span(meta))
+                                 span=self.span(pos))
 
-    def sig_field(self, meta: Meta, c: list) -> ast.SigField:
+    def sig_field(self, pos: Pos, c: list) -> ast.SigField:
         direction, name, *rest = c
         desc = string_value(rest.pop()) if rest and _is(rest[-1], "STRING") else None
         type_ = rest[0] if rest else None
         return ast.SigField(direction=direction, name=str(name), type=type_, desc=desc,
-                            span=self.span(meta))
+                            span=self.span(pos))
 
-    def direction(self, meta: Meta, c: list) -> str:
+    def direction(self, pos: Pos, c: list) -> str:
         return str(c[0])
 
-    def tool_decl(self, meta: Meta, c: list) -> ast.ToolDecl:
+    def tool_decl(self, pos: Pos, c: list) -> ast.ToolDecl:
         name, *rest = c
         params = rest.pop(0) if rest and isinstance(rest[0], list) else []
         returns = rest.pop(0) if rest and not isinstance(rest[0], Token) else None
         import_path = string_value(rest[0])
         desc = string_value(rest[1]) if len(rest) > 1 else None
         return ast.ToolDecl(name=str(name), params=params, returns=returns,
-                            import_path=import_path, desc=desc, span=self.span(meta))
+                            import_path=import_path, desc=desc, span=self.span(pos))
 
-    def params(self, meta: Meta, c: list) -> list[ast.Param]:
+    def params(self, pos: Pos, c: list) -> list[ast.Param]:
         return list(c)
 
-    def param(self, meta: Meta, c: list) -> ast.Param:
+    def param(self, pos: Pos, c: list) -> ast.Param:
         default = c[2] if len(c) > 2 else None
-        return ast.Param(name=str(c[0]), type=c[1], default=default, span=self.span(meta))
+        return ast.Param(name=str(c[0]), type=c[1], default=default, span=self.span(pos))
 
     # ------------------------------------------------------------ modules
-    def module_decl(self, meta: Meta, c: list) -> ast.ModuleDecl:
+    def module_decl(self, pos: Pos, c: list) -> ast.ModuleDecl:
         name, inputs, outputs, *body = c
         doc, body = self._doc(body)
         return ast.ModuleDecl(name=str(name), inputs=inputs, outputs=outputs, body=body,
-                              doc=doc, span=self.span(meta))
+                              doc=doc, span=self.span(pos))
 
-    def module_inputs(self, meta: Meta, c: list) -> list[ast.Param]:
+    def module_inputs(self, pos: Pos, c: list) -> list[ast.Param]:
         return c[0] if c else []
 
     module_outputs = module_inputs
 
-    def step(self, meta: Meta, c: list) -> ast.Step:
-        return ast.Step(name=str(c[0]), value=c[1], span=self.span(meta))
+    def step(self, pos: Pos, c: list) -> ast.Step:
+        return ast.Step(name=str(c[0]), value=c[1], span=self.span(pos))
 
-    def predictor_call(self, meta: Meta, c: list) -> ast.PredictorCall:
+    def predictor_call(self, pos: Pos, c: list) -> ast.PredictorCall:
         kind = c[0]
         options = c[1] if len(c) == 4 else []
         return ast.PredictorCall(kind=kind, signature=str(c[-2]), args=c[-1], options=options,
-                                 span=self.span(meta))
+                                 span=self.span(pos))
 
-    def predictor_kind(self, meta: Meta, c: list) -> str:
+    def predictor_kind(self, pos: Pos, c: list) -> str:
         return str(c[0])
 
-    def call(self, meta: Meta, c: list) -> ast.Call:
-        return ast.Call(target=str(c[0]), args=c[1], span=self.span(meta))
+    def call(self, pos: Pos, c: list) -> ast.Call:
+        return ast.Call(target=str(c[0]), args=c[1], span=self.span(pos))
 
-    def retrieve_call(self, meta: Meta, c: list) -> ast.Retrieve:
-        return ast.Retrieve(options=c[0], args=c[1], span=self.span(meta))
+    def retrieve_call(self, pos: Pos, c: list) -> ast.Retrieve:
+        return ast.Retrieve(options=c[0], args=c[1], span=self.span(pos))
 
-    def assert_stmt(self, meta: Meta, c: list) -> ast.Constraint:
-        return self._constraint("assert", meta, c)
+    def assert_stmt(self, pos: Pos, c: list) -> ast.Constraint:
+        return self._constraint("assert", pos, c)
 
-    def suggest_stmt(self, meta: Meta, c: list) -> ast.Constraint:
-        return self._constraint("suggest", meta, c)
+    def suggest_stmt(self, pos: Pos, c: list) -> ast.Constraint:
+        return self._constraint("suggest", pos, c)
 
-    def _constraint(self, kind: str, meta: Meta, c: list) -> ast.Constraint:
+    def _constraint(self, kind: str, pos: Pos, c: list) -> ast.Constraint:
         message = string_value(c[1]) if len(c) > 1 else None
-        return ast.Constraint(kind=kind, expr=c[0], message=message, span=self.span(meta))
+        return ast.Constraint(kind=kind, expr=c[0], message=message, span=self.span(pos))
 
-    def return_stmt(self, meta: Meta, c: list) -> ast.Return:
-        return ast.Return(values=c[0], span=self.span(meta))
+    def return_stmt(self, pos: Pos, c: list) -> ast.Return:
+        return ast.Return(values=c[0], span=self.span(pos))
 
-    def call_args(self, meta: Meta, c: list) -> list[ast.Arg]:
+    def call_args(self, pos: Pos, c: list) -> list[ast.Arg]:
         return list(c)
 
-    def arg(self, meta: Meta, c: list) -> ast.Arg:
+    def arg(self, pos: Pos, c: list) -> ast.Arg:
         name = str(c[0]) if len(c) == 2 else None
-        return ast.Arg(name=name, value=c[-1], span=self.span(meta))
+        return ast.Arg(name=name, value=c[-1], span=self.span(pos))
 
     # ------------------------------------------------------------ values, expressions
-    def string(self, meta: Meta, c: list) -> ast.Literal:
-        return ast.Literal(value=string_value(c[0]), span=self.span(meta))
+    def string(self, pos: Pos, c: list) -> ast.Literal:
+        return ast.Literal(value=string_value(c[0]), span=self.span(pos))
 
-    def number(self, meta: Meta, c: list) -> ast.Literal:
-        return ast.Literal(value=number_value(str(c[0])), raw=str(c[0]), span=self.span(meta))
+    def number(self, pos: Pos, c: list) -> ast.Literal:
+        return ast.Literal(value=number_value(str(c[0])), raw=str(c[0]), span=self.span(pos))
 
-    def true(self, meta: Meta, c: list) -> ast.Literal:
-        return ast.Literal(value=True, span=self.span(meta))
+    def true(self, pos: Pos, c: list) -> ast.Literal:
+        return ast.Literal(value=True, span=self.span(pos))
 
-    def false(self, meta: Meta, c: list) -> ast.Literal:
-        return ast.Literal(value=False, span=self.span(meta))
+    def false(self, pos: Pos, c: list) -> ast.Literal:
+        return ast.Literal(value=False, span=self.span(pos))
 
-    def ref(self, meta: Meta, c: list) -> ast.Ref | ast.EnvRef:
-        path = [str(t) for t in c]
+    def ref(self, pos: Pos, c: list) -> ast.Ref | ast.EnvRef:
+        path = list(map(str, c))
         if len(path) == 2 and path[0] == "env":
-            return ast.EnvRef(name=path[1], span=self.span(meta))
-        return ast.Ref(path=path, span=self.span(meta))
+            return ast.EnvRef(name=path[1], span=self.span(pos))
+        return ast.Ref(path=path, span=self.span(pos))
 
-    def list_value(self, meta: Meta, c: list) -> ast.ListExpr:
-        return ast.ListExpr(items=list(c), span=self.span(meta))
+    def list_value(self, pos: Pos, c: list) -> ast.ListExpr:
+        return ast.ListExpr(items=list(c), span=self.span(pos))
 
     expr_list = list_value
 
-    def dict_value(self, meta: Meta, c: list) -> ast.DictExpr:
-        return ast.DictExpr(items=list(c), span=self.span(meta))
+    def dict_value(self, pos: Pos, c: list) -> ast.DictExpr:
+        return ast.DictExpr(items=list(c), span=self.span(pos))
 
-    def dict_item(self, meta: Meta, c: list) -> ast.DictItem:
+    def dict_item(self, pos: Pos, c: list) -> ast.DictItem:
         key = string_value(c[0]) if c[0].type == "STRING" else str(c[0])
-        return ast.DictItem(key=key, value=c[1], span=self.span(meta))
+        return ast.DictItem(key=key, value=c[1], span=self.span(pos))
 
-    def or_op(self, meta: Meta, c: list) -> ast.BinaryOp:
-        return ast.BinaryOp(op="or", left=c[0], right=c[1], span=self.span(meta))
+    def or_op(self, pos: Pos, c: list) -> ast.BinaryOp:
+        return ast.BinaryOp(op="or", left=c[0], right=c[1], span=self.span(pos))
 
-    def and_op(self, meta: Meta, c: list) -> ast.BinaryOp:
-        return ast.BinaryOp(op="and", left=c[0], right=c[1], span=self.span(meta))
+    def and_op(self, pos: Pos, c: list) -> ast.BinaryOp:
+        return ast.BinaryOp(op="and", left=c[0], right=c[1], span=self.span(pos))
 
-    def not_op(self, meta: Meta, c: list) -> ast.UnaryOp:
-        return ast.UnaryOp(op="not", operand=c[0], span=self.span(meta))
+    def not_op(self, pos: Pos, c: list) -> ast.UnaryOp:
+        return ast.UnaryOp(op="not", operand=c[0], span=self.span(pos))
 
-    def compare(self, meta: Meta, c: list) -> ast.BinaryOp:
-        return ast.BinaryOp(op=c[1], left=c[0], right=c[2], span=self.span(meta))
+    def compare(self, pos: Pos, c: list) -> ast.BinaryOp:
+        return ast.BinaryOp(op=c[1], left=c[0], right=c[2], span=self.span(pos))
 
-    def comp_op(self, meta: Meta, c: list) -> str:
+    def comp_op(self, pos: Pos, c: list) -> str:
         return str(c[0])
 
-    def func_call(self, meta: Meta, c: list) -> ast.FuncCall:
-        return ast.FuncCall(name=str(c[0]), args=list(c[1:]), span=self.span(meta))
+    def func_call(self, pos: Pos, c: list) -> ast.FuncCall:
+        return ast.FuncCall(name=str(c[0]), args=list(c[1:]), span=self.span(pos))
 
     # ------------------------------------------------------------ data, metrics, optimize
-    def dataset_decl(self, meta: Meta, c: list) -> ast.DatasetDecl:
+    def dataset_decl(self, pos: Pos, c: list) -> ast.DatasetDecl:
         options = c[3] if len(c) > 3 else []
         return ast.DatasetDecl(name=str(c[0]), format=str(c[1]), path=string_value(c[2]),
-                               options=options, span=self.span(meta))
+                               options=options, span=self.span(pos))
 
-    def pairs(self, meta: Meta, c: list) -> ast.Pairs:
-        return ast.Pairs(items=list(c), span=self.span(meta))
+    def pairs(self, pos: Pos, c: list) -> ast.Pairs:
+        return ast.Pairs(items=list(c), span=self.span(pos))
 
-    def pair(self, meta: Meta, c: list) -> ast.Pair:
+    def pair(self, pos: Pos, c: list) -> ast.Pair:
         value = ast.Literal(value=number_value(str(c[1])), raw=str(c[1]), span=self.tspan(c[1]))
-        return ast.Pair(name=str(c[0]), value=value, span=self.span(meta))
+        return ast.Pair(name=str(c[0]), value=value, span=self.span(pos))
 
-    def metric_decl(self, meta: Meta, c: list) -> ast.MetricDecl:
-        return ast.MetricDecl(name=str(c[0]), value=c[1], span=self.span(meta))
+    def metric_decl(self, pos: Pos, c: list) -> ast.MetricDecl:
+        return ast.MetricDecl(name=str(c[0]), value=c[1], span=self.span(pos))
 
-    def metric_call(self, meta: Meta, c: list) -> ast.MetricCall:
-        return ast.MetricCall(name=str(c[0]), args=c[1], span=self.span(meta))
+    def metric_call(self, pos: Pos, c: list) -> ast.MetricCall:
+        return ast.MetricCall(name=str(c[0]), args=c[1], span=self.span(pos))
 
-    def metric_sum(self, meta: Meta, c: list) -> ast.MetricSum:
-        return ast.MetricSum(terms=list(c), span=self.span(meta))
+    def metric_sum(self, pos: Pos, c: list) -> ast.MetricSum:
+        return ast.MetricSum(terms=list(c), span=self.span(pos))
 
-    def metric_term(self, meta: Meta, c: list) -> ast.MetricTerm:
+    def metric_term(self, pos: Pos, c: list) -> ast.MetricTerm:
         if len(c) == 2:
             weight = ast.Literal(value=number_value(str(c[0])), raw=str(c[0]),
                                  span=self.tspan(c[0]))
         else:
             weight = ast.Literal(value=1, raw=None, span=self.tspan(c[0]))  # implicit
-        return ast.MetricTerm(weight=weight, metric=str(c[-1]), span=self.span(meta))
+        return ast.MetricTerm(weight=weight, metric=str(c[-1]), span=self.span(pos))
 
-    def python_ref(self, meta: Meta, c: list) -> ast.PythonRef:
-        return ast.PythonRef(import_path=string_value(c[0]), span=self.span(meta))
+    def python_ref(self, pos: Pos, c: list) -> ast.PythonRef:
+        return ast.PythonRef(import_path=string_value(c[0]), span=self.span(pos))
 
-    def optimize_decl(self, meta: Meta, c: list) -> ast.OptimizeDecl:
+    def optimize_decl(self, pos: Pos, c: list) -> ast.OptimizeDecl:
         program, metric, dataset, *items = c
         options = [x for x in items if isinstance(x, ast.Option)]
         passes = [x for x in items if isinstance(x, ast.PassCall)]
         return ast.OptimizeDecl(program=str(program), metric=str(metric), dataset=str(dataset),
-                                options=options, passes=passes, span=self.span(meta))
+                                options=options, passes=passes, span=self.span(pos))
 
-    def pass_call(self, meta: Meta, c: list) -> ast.PassCall:
-        return ast.PassCall(name=str(c[0]), args=c[1], span=self.span(meta))
+    def pass_call(self, pos: Pos, c: list) -> ast.PassCall:
+        return ast.PassCall(name=str(c[0]), args=c[1], span=self.span(pos))
 
     # ------------------------------------------------------------ tests
-    def test_decl(self, meta: Meta, c: list) -> ast.TestDecl:
+    def test_decl(self, pos: Pos, c: list) -> ast.TestDecl:
         expects = [e for clause in c[2:] for e in clause]
         return ast.TestDecl(name=string_value(c[0]), call=c[1], expects=expects,
-                            span=self.span(meta))
+                            span=self.span(pos))
 
-    def expect_clause(self, meta: Meta, c: list) -> list:
+    def expect_clause(self, pos: Pos, c: list) -> list:
         return list(c)
 
 
 # ------------------------------------------------------------------ inline callbacks
 
 # Tokens that carry a value; the others (keywords, punctuation) only shape the tree.
-_VALUE_TOKENS = frozenset({"NAME", "NUMBER", "STRING", "DOCSTRING", "TRUE", "FALSE"})
+VALUE_TOKENS = frozenset({"NAME", "NUMBER", "STRING", "DOCSTRING", "TRUE", "FALSE"})
 # Rules written with `!` in lmp.lark: their keyword token *is* the value.
-_KEEP_TOKENS = frozenset({"direction", "predictor_kind", "comp_op"})
-
-
-class _Pos:
-    """Position of a rule's children, in the shape ToAst expects of Lark's Meta."""
-
-    __slots__ = ("empty", "line", "column", "end_line", "end_column")
-
-    def __init__(self, first: tuple | None, last: tuple | None) -> None:
-        self.empty = first is None
-        if first is not None and last is not None:
-            self.line, self.column = first[0], first[1]
-            self.end_line, self.end_column = last[2], last[3]
+KEEP_TOKEN_RULES = frozenset({"direction", "predictor_kind", "comp_op"})
+# Rule methods of ToAst (the other public names are helpers).
+RULE_METHODS = tuple(name for name in dir(ToAst)
+                     if not name.startswith("_") and name not in ("span", "tspan", "path"))
 
 
 class _Wrapped:
@@ -386,19 +404,24 @@ class _Wrapped:
 
     __slots__ = ("value", "pos")
 
-    def __init__(self, value: Any, pos: tuple | None) -> None:
+    def __init__(self, value: Any, pos: Pos) -> None:
         self.value, self.pos = value, pos
 
 
-def _position(child: Any) -> tuple | None:
+def node_pos(node: ast.Node) -> Pos:
+    """The position of a rule's AST node, for the rule around it."""
+    span = node.span  # type: ignore[attr-defined]
+    if span is None or span is ast.NO_SPAN:
+        return None
+    return (span.line, span.col, span.end_line, span.end_col)
+
+
+def _position(child: Any) -> Pos:
     if isinstance(child, Token):
         return (child.line, child.column, child.end_line, child.end_column)
     if isinstance(child, _Wrapped):
         return child.pos
-    span = getattr(child, "span", None)
-    if span is None or span is ast.NO_SPAN:
-        return None
-    return (span.line, span.col, span.end_line, span.end_col)
+    return node_pos(child) if isinstance(child, ast.Node) else None
 
 
 def _callback(method: Any, keep_tokens: bool) -> Any:
@@ -412,15 +435,15 @@ def _callback(method: Any, keep_tokens: bool) -> Any:
             last = _position(child)
             if last is not None:
                 break
+        pos = (first[0], first[1], last[2], last[3]) if first and last else None
         values = [
             c.value if isinstance(c, _Wrapped) else c
             for c in children
-            if keep_tokens or not isinstance(c, Token) or c.type in _VALUE_TOKENS
+            if keep_tokens or not isinstance(c, Token) or c.type in VALUE_TOKENS
         ]
-        result = method(_Pos(first, last), values)
+        result = method(pos, values)
         if isinstance(result, ast.Node | Token):
             return result
-        pos = (first[0], first[1], last[2], last[3]) if first and last else None
         return _Wrapped(result, pos)
 
     return callback
@@ -435,12 +458,11 @@ def lark_callbacks() -> _Callbacks:
 
     Lark (with ``keep_all_tokens=True``) calls ``callbacks.<rule>(children)`` at each
     reduction; the callback works out the rule's position from its children and
-    passes the value children on.
+    passes the value children on. (Lark's parser is the slow path, used for files
+    with syntax errors; see :mod:`lmpc.grammar.driver`.)
     """
     builder = ToAst()
     callbacks = _Callbacks()
-    for name in dir(ToAst):
-        if name.startswith("_") or name in ("span", "tspan", "path"):
-            continue
-        setattr(callbacks, name, _callback(getattr(builder, name), name in _KEEP_TOKENS))
+    for name in RULE_METHODS:
+        setattr(callbacks, name, _callback(getattr(builder, name), name in KEEP_TOKEN_RULES))
     return callbacks
