@@ -419,7 +419,9 @@ def _check_str(where: str, p: ParamSpec, value: str) -> ParamProblem | None:
 def _check_combination(opt: str, params: dict[str, Any], given: set[str]) -> list[ParamProblem]:
     """Rules that involve several parameters of one pass."""
     if opt == "mipro_v2":
-        manual = [k for k in ("num_candidates", "num_trials") if k in given]
+        # a checked PassIR holds every default (None here), so only a value counts as set
+        manual = [k for k in ("num_candidates", "num_trials")
+                  if k in given and params[k] is not None]
         if params["auto"] is not None and manual:
             return [ParamProblem("conflict", manual[0], f"mipro_v2.{manual[0]} is set by "
                                  f"auto = {params['auto']}; write auto = none to set it")]
