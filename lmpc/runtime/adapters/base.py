@@ -25,6 +25,20 @@ ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 
+#: The opening of every chat-format system message: the fields, numbered and typed.
+FIELD_LIST = """\
+Your input fields are:
+{% for f in inputs %}
+{{ loop.index }}. `{{ f.name }}` ({{ f.type }}){% if f.desc %}: {{ f.desc }}{% endif %}
+
+{% endfor %}
+Your output fields are:
+{% for f in outputs %}
+{{ loop.index }}. `{{ f.name }}` ({{ f.type }}){% if f.desc %}: {{ f.desc }}{% endif %}
+
+{% endfor %}
+"""
+
 
 @dataclass(frozen=True)
 class Rendered:

@@ -13,6 +13,7 @@ from typing import Any
 from lmpc.compiler.ir import ProgramIR, SignatureIR
 from lmpc.runtime.adapters.base import (
     ENV,
+    FIELD_LIST,
     Adapter,
     Rendered,
     excerpt,
@@ -27,17 +28,7 @@ from lmpc.runtime.types import coerce
 HEADER = re.compile(r"^\s*\[\[ ## (\w+) ## \]\]\s*$", re.M)
 
 SYSTEM = ENV.from_string(
-    """\
-Your input fields are:
-{% for f in inputs %}
-{{ loop.index }}. `{{ f.name }}` ({{ f.type }}){% if f.desc %}: {{ f.desc }}{% endif %}
-
-{% endfor %}
-Your output fields are:
-{% for f in outputs %}
-{{ loop.index }}. `{{ f.name }}` ({{ f.type }}){% if f.desc %}: {{ f.desc }}{% endif %}
-
-{% endfor %}
+    FIELD_LIST + """\
 
 Every reply is structured like this, with the values filled in:
 

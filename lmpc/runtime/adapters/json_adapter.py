@@ -10,23 +10,13 @@ import json
 from typing import Any
 
 from lmpc.compiler.ir import ProgramIR, SignatureIR
-from lmpc.runtime.adapters.base import ENV, excerpt
+from lmpc.runtime.adapters.base import ENV, FIELD_LIST, excerpt
 from lmpc.runtime.adapters.chat import ChatAdapter
 from lmpc.runtime.errors import ParseFailure
 from lmpc.runtime.types import MISSING, coerce, loads_lenient
 
 SYSTEM = ENV.from_string(
-    """\
-Your input fields are:
-{% for f in inputs %}
-{{ loop.index }}. `{{ f.name }}` ({{ f.type }}){% if f.desc %}: {{ f.desc }}{% endif %}
-
-{% endfor %}
-Your output fields are:
-{% for f in outputs %}
-{{ loop.index }}. `{{ f.name }}` ({{ f.type }}){% if f.desc %}: {{ f.desc }}{% endif %}
-
-{% endfor %}
+    FIELD_LIST + """\
 
 Reply with one JSON object and nothing else. Its keys:
 {% for f in outputs %}
