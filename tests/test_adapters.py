@@ -118,11 +118,24 @@ def test_completion_several_outputs_in_one_call() -> None:
 
 def test_completion_missing_field_is_a_parse_failure() -> None:
     outputs = [FieldIR(name="priority", type=PRIORITY), FieldIR(name="reason", type=STR)]
-    transport = ScriptedTransport(replies=[" low"])
+    transport = ScriptedTransport(replies=[" low", "\n\nTicket: drifted away"])
     ctx = context(transport, lm=TEXT_LM)
     with pytest.raises(ParseFailure, match="completion lacks line"):
         run_module(triage_program(outputs=outputs), "Support", {"ticket": "x"}, ctx)
     assert ctx.stats.get("adapter_fallbacks") == 0  # no JSON fallback for base models
+    assert ctx.stats.get("completion_continuations") == 1
+
+
+def test_completion_continues_at_the_missing_label() -> None:
+    outputs = [FieldIR(name="reason", type=STR), FieldIR(name="priority", type=PRIORITY)]
+    # a base model writes the first field, then stops before the next label
+    transport = ScriptedTransport(replies=[" the site is down for everyone", " high"])
+    ctx = context(transport, lm=TEXT_LM)
+    pred = run_module(triage_program(outputs=outputs), "Support", {"ticket": "x"}, ctx)
+    assert pred.outputs == {"reason": "the site is down for everyone", "priority": "high"}
+    second = transport.requests[1].prompt
+    assert second == transport.requests[0].prompt + " the site is down for everyone\nPriority:"
+    assert ctx.stats.get("completion_continuations") == 1
 
 
 def test_user_max_tokens_caps_the_type_budget() -> None:
@@ -170,3 +183,12 @@ def test_enum_value_descriptions_reach_chat_prompts_only() -> None:
     text = ScriptedTransport(replies=[" high"])
     run_module(program, "Support", {"ticket": "x"}, context(text, lm=TEXT_LM))
     assert "Priority — one of: low, medium, high.\n" in text.requests[0].prompt
+
+
+def test_completion_continuation_drops_a_new_example_the_model_started() -> None:
+    outputs = [FieldIR(name="reason", type=STR), FieldIR(name="priority", type=PRIORITY)]
+    transport = ScriptedTransport(replies=[" outage\nTicket: another one", " high"])
+    ctx = context(transport, lm=TEXT_LM)
+    pred = run_module(triage_program(outputs=outputs), "Support", {"ticket": "x"}, ctx)
+    assert pred.outputs == {"reason": "outage", "priority": "high"}
+    assert transport.requests[1].prompt.endswith(" outage\nPriority:")

@@ -20,6 +20,7 @@ asked for in order in one completion, each ``Label: value`` on its own line.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import jinja2
@@ -90,6 +91,36 @@ class CompletionAdapter(Adapter):
         return {f.name: coerce(values[f.name], f.type, program, f.name) for f in signature.outputs}
 
 
+    def continuation(self, rendered: Rendered, text: str, signature: SignatureIR
+                     ) -> tuple[Rendered, str] | None:
+        """A request that continues ``text`` at the first missing output's label.
+
+        A base model often writes a first field (a reasoning, say) and stops or drifts
+        before the next label; prompting again with what it wrote plus ``Answer:`` gets
+        the rest. Returns the request and the text it continues (``text`` + label), or
+        None when no output is missing.
+        """
+        values = split_fields(text, signature)
+        missing = [f for f in signature.outputs if f.name not in values]
+        if not missing or rendered.prompt is None:
+            return None
+        so_far = _before_new_block(text, signature).rstrip()
+        tail = f"{so_far}\n{label_of(missing[0].name)}:"
+        return replace(rendered, prompt=rendered.prompt + tail), tail
+
+
+def _before_new_block(text: str, sig: SignatureIR) -> str:
+    """``text`` up to a blank line, ``---`` or a line that starts a new example."""
+    text = re.split(r"\n\s*\n|\n---", text, maxsplit=1)[0]
+    in_labels = {label_of(f.name).lower() for f in sig.inputs}
+    lines = text.split("\n")
+    for i, line in enumerate(lines[1:], start=1):
+        head, sep, _ = line.partition(":")
+        if sep and head.strip().lower() in in_labels:
+            return "\n".join(lines[:i])
+    return text
+
+
 def _lines(fields: list[FieldIR], values: dict[str, Any]) -> list[str]:
     """``Label: value`` lines; blank lines inside a value would end the block early."""
     lines = []
@@ -115,8 +146,8 @@ def _squeeze(text: str) -> str:
 def stops_for(sig: SignatureIR) -> tuple[str, ...]:
     """Stop at the end of the last output field, or when a new block starts."""
     stops = ["\n\n", "\n---"]
-    if sig.inputs:
-        stops.append(f"\n{label_of(sig.inputs[0].name)}:")
+    # a new block starts with any input label (APIs take at most four stops)
+    stops += [f"\n{label_of(f.name)}:" for f in sig.inputs]
     if len(sig.outputs) == 1 and sig.outputs[0].type.kind in ONE_LINE:
         stops = ["\n", *stops[1:]]
     return tuple(stops[:4])

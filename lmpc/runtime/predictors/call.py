@@ -13,6 +13,7 @@ from typing import Any
 
 from lmpc.compiler.ir import LMIR, FieldIR, PredictorIR, ProgramIR, SignatureIR, TypeRef
 from lmpc.runtime.adapters import ADAPTERS, FALLBACK, Rendered, choose
+from lmpc.runtime.adapters.completion import CompletionAdapter
 from lmpc.runtime.context import RunContext
 from lmpc.runtime.errors import ParseFailure
 from lmpc.runtime.lm_types import LMRequest
@@ -77,6 +78,9 @@ class StepCall:
         try:
             return adapter.parse(text, signature, self.program)
         except ParseFailure as first:
+            if isinstance(adapter, CompletionAdapter):
+                return self._continue(adapter, rendered, text, signature, first,
+                                      temperature, rollout)
             fallback = FALLBACK.get(adapter.name)
             if fallback is None:
                 raise ParseFailure(f"predictor {self.predictor.id}: {first}") from None
@@ -91,6 +95,26 @@ class StepCall:
                     f"predictor {self.predictor.id}: {adapter.name} format: {first}; "
                     f"{fallback} fallback: {second}"
                 ) from None
+
+    def _continue(self, adapter: CompletionAdapter, rendered: Rendered, text: str,
+                  signature: SignatureIR, failure: ParseFailure, temperature: float | None,
+                  rollout: int | None) -> dict[str, Any]:
+        """Base models: ask again from the first missing output label (counted)."""
+        for _ in signature.outputs:
+            step = adapter.continuation(rendered, text, signature)
+            if step is None:
+                break
+            request, text = step
+            self.ctx.stats.incr("completion_continuations")
+            more = self.send(request, temperature, rollout)
+            if not more.strip():
+                break  # the model has nothing to add: the label alone is not a value
+            text += more
+            try:
+                return adapter.parse(text, signature, self.program)
+            except ParseFailure as exc:
+                failure = exc
+        raise ParseFailure(f"predictor {self.predictor.id}: {failure}") from None
 
     def send(
         self, rendered: Rendered, temperature: float | None = None, rollout: int | None = None
