@@ -8,6 +8,7 @@ one environment (immutable after import, so it is not mutable global state).
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -51,7 +52,7 @@ class Rendered:
     max_tokens: int | None = None
 
 
-class Adapter:
+class Adapter(ABC):
     """Base class: ``format`` renders a request, ``parse`` reads a reply into typed fields.
 
     A prompt splits into a static part (instructions, field descriptions, demos) that
@@ -74,15 +75,18 @@ class Adapter:
         static = MEMO.get(self, signature, demos, program)
         return self.finish(static, signature, inputs)
 
+    @abstractmethod
     def prepare(self, signature: SignatureIR, demos: list[dict[str, Any]], program: ProgramIR
                 ) -> Any:
-        raise NotImplementedError
+        """The static part of the prompt (memoized per signature and demos)."""
 
+    @abstractmethod
     def finish(self, static: Any, signature: SignatureIR, inputs: dict[str, Any]) -> Rendered:
-        raise NotImplementedError
+        """The request for these inputs, from the static part."""
 
+    @abstractmethod
     def parse(self, text: str, signature: SignatureIR, program: ProgramIR) -> dict[str, Any]:
-        raise NotImplementedError
+        """Typed outputs from a reply, or ``ParseFailure``."""
 
 
 def instructions_of(sig: SignatureIR) -> str:
