@@ -121,7 +121,9 @@ class LMIR(Node):
     timeout, api_base, ...). A secret is a reference ``{"env": "NAME"}``, resolved only
     when a call is made and never written anywhere. ``model_type`` is "chat" or "text"
     (text completion, for base models); None means: decided by the model (the embedded
-    model is text).
+    model is text). ``grammar`` says whether the model takes a GBNF grammar that
+    constrains its replies to the declared types (llama.cpp does); None: the embedded
+    models do, others do not.
     """
 
     name: str
@@ -129,6 +131,7 @@ class LMIR(Node):
     settings: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[str] = Field(default_factory=list)
     model_type: Literal["chat", "text"] | None = None
+    grammar: bool | None = None
     span: Span | None = None
 
 

@@ -46,6 +46,12 @@ def check_lm(decl: ast.LMDecl, ctx: Ctx) -> LMIR:
             else:
                 scope.error("E1307", f"model_type must be chat or text, got {value!r}",
                             opt.value.span, suggest(str(value), ["chat", "text"]))
+        elif opt.key == "grammar":
+            if isinstance(value, bool):
+                lm.grammar = value
+            else:
+                scope.error("E1307", f"grammar must be true or false, got {value!r}",
+                            opt.value.span)
         else:
             if _SECRET_KEY.search(opt.key) and isinstance(value, str):
                 scope.warn("W1901", f"setting '{opt.key}' looks like a secret written in "

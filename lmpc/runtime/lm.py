@@ -306,6 +306,9 @@ class LitellmTransport:
             kwargs.setdefault("seed", request.rollout)
         else:
             kwargs.setdefault("max_retries", 0)  # no hidden SDK retries under ours
+            if "grammar" in kwargs:  # a llama.cpp server reads it from the request body
+                extra = dict(kwargs.get("extra_body") or {})
+                kwargs["extra_body"] = {**extra, "grammar": kwargs.pop("grammar")}
         return kwargs
 
 
@@ -343,6 +346,10 @@ def _messages(request: LMRequest) -> list[dict[str, Any]]:
 
 def _fallback_target(fallback: Any, primary: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     inherited = {k: v for k, v in primary.items() if k not in EXCLUDED_SETTINGS}
+    name = fallback if isinstance(fallback, str) else (
+        fallback.get("model") if isinstance(fallback, Mapping) else None)
+    if not (isinstance(name, str) and name.startswith("local/")):
+        inherited.pop("grammar", None)  # only llama.cpp takes one; a hosted API rejects it
     if isinstance(fallback, str):
         return fallback, inherited
     if isinstance(fallback, Mapping) and isinstance(fallback.get("model"), str):

@@ -92,11 +92,35 @@ class LocalModel:
         self._llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
                                       verbose=False, logits_all=False)
         self._lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}  # GBNF text -> checked LlamaGrammar
+
+    def _grammar(self, text: str) -> Any:
+        """A checked ``LlamaGrammar`` for GBNF ``text`` (call with the lock held).
+
+        llama.cpp crashes the process on a grammar it cannot parse, so each new one is
+        first compiled on its own and refused with an ``LMError`` if that fails.
+        """
+        grammar = self._grammars.get(text)
+        if grammar is not None:
+            return grammar
+        import llama_cpp
+
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            self._llama._model.vocab, text.encode("utf-8"), b"root")
+        if not sampler:
+            raise LMError(f"invalid grammar for the local model: {text[:200]!r}")
+        llama_cpp.llama_sampler_free(sampler)
+        if len(self._grammars) >= 256:
+            self._grammars.clear()
+        grammar = self._grammars[text] = llama_cpp.LlamaGrammar.from_string(text)
+        return grammar
 
     def generate(self, prompt: str, *, temperature: float = 0.0, max_tokens: int | None = None,
                  stop: str | Sequence[str] | None = None, seed: int = 0,
-                 top_p: float | None = None, top_k: int | None = None) -> Generation:
-        """A text completion of ``prompt``; ``seed`` makes sampling reproducible."""
+                 top_p: float | None = None, top_k: int | None = None,
+                 grammar: str | None = None) -> Generation:
+        """A text completion of ``prompt``; ``seed`` makes sampling reproducible;
+        ``grammar`` (GBNF) constrains what may be sampled."""
         options: dict[str, Any] = {
             "max_tokens": max_tokens or DEFAULT_MAX_TOKENS,
             "temperature": temperature,
@@ -108,6 +132,8 @@ class LocalModel:
         if top_k is not None:
             options["top_k"] = top_k
         with self._lock:
+            if grammar:
+                options["grammar"] = self._grammar(grammar)
             try:
                 out = self._llama.create_completion(prompt, **options)
             except ValueError as exc:  # llama-cpp-python's "exceed context window"
@@ -189,7 +215,7 @@ def _sampling(optional_params: Mapping[str, Any]) -> dict[str, Any]:
         "stop": optional_params.get("stop"),
         "seed": int(optional_params.get("seed") or 0),
     }
-    for name in ("top_p", "top_k"):
+    for name in ("top_p", "top_k", "grammar"):
         if optional_params.get(name) is not None:
             options[name] = optional_params[name]
     return options

@@ -29,6 +29,17 @@ def is_text_model(lm: LMIR) -> bool:
     return lm.model.startswith("local/")
 
 
+def takes_grammar(lm: LMIR) -> bool:
+    """Does ``lm`` constrain its sampling to a GBNF grammar (llama.cpp does)?
+
+    The embedded models do; a llama.cpp server reached over HTTP does when its LM
+    declares ``grammar: true``. Hosted APIs do not take GBNF.
+    """
+    if lm.grammar is not None:
+        return lm.grammar
+    return lm.model.startswith("local/")
+
+
 def choose(adapter: str, lm: LMIR) -> Adapter:
     """The adapter a predictor uses with ``lm``."""
     if adapter == "auto":
@@ -36,4 +47,5 @@ def choose(adapter: str, lm: LMIR) -> Adapter:
     return ADAPTERS[adapter]
 
 
-__all__ = ["ADAPTERS", "FALLBACK", "Adapter", "Rendered", "choose", "is_text_model"]
+__all__ = ["ADAPTERS", "FALLBACK", "Adapter", "Rendered", "choose", "is_text_model",
+           "takes_grammar"]

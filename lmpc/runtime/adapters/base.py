@@ -43,13 +43,18 @@ Your output fields are:
 
 @dataclass(frozen=True)
 class Rendered:
-    """An adapter's output: messages (chat) or a prompt (text), plus sampling hints."""
+    """An adapter's output: messages (chat) or a prompt (text), plus sampling hints.
+
+    ``grammar`` (GBNF) constrains the reply to the declared types; it is sent only to
+    models that take one (see ``StepCall.settings``).
+    """
 
     mode: Literal["chat", "text"]
     messages: tuple[dict[str, str], ...] | None = None
     prompt: str | None = None
     stop: tuple[str, ...] = ()
     max_tokens: int | None = None
+    grammar: str | None = None
 
 
 class Adapter(ABC):

@@ -35,6 +35,7 @@ from lmpc.runtime.adapters.base import (
     label_of,
     usable_demo,
 )
+from lmpc.runtime.adapters.grammar import completion_grammar
 from lmpc.runtime.errors import ParseFailure
 from lmpc.runtime.types import coerce, render_value, token_budget
 
@@ -58,10 +59,11 @@ class CompletionAdapter(Adapter):
     mode = "text"
 
     def prepare(self, signature: SignatureIR, demos: list[dict[str, Any]], program: ProgramIR
-                ) -> tuple[str, str, tuple[str, ...], int]:
-        """Instructions, guide and demo blocks; the first output label; stops; budget."""
+                ) -> tuple[str, str, tuple[str, ...], int, str]:
+        """Instructions, guide and demo blocks; the first output label; stops; budget;
+        the grammar of the outputs."""
         blocks = [
-            _lines(signature.inputs + signature.outputs, demo)
+            _lines(signature.inputs, demo) + _lines(signature.outputs, demo, as_output=True)
             for demo in demos
             if usable_demo(demo, signature)
         ]
@@ -72,15 +74,15 @@ class CompletionAdapter(Adapter):
         ]
         prefix = PROMPT.render(instructions=instructions_of(signature), guide=guide, blocks=blocks)
         first = label_of(signature.outputs[0].name) + ":"
-        return prefix, first, stops_for(signature), budget_for(signature, program)
+        grammar = completion_grammar(signature.outputs, program)
+        return prefix, first, stops_for(signature), budget_for(signature, program), grammar
 
-    def finish(self, static: tuple[str, str, tuple[str, ...], int], signature: SignatureIR,
-               inputs: dict[str, Any]) -> Rendered:
-        prefix, first, stops, budget = static
+    def finish(self, static: tuple[str, str, tuple[str, ...], int, str],
+               signature: SignatureIR, inputs: dict[str, Any]) -> Rendered:
+        prefix, first, stops, budget, grammar = static
         current = "".join(line + "\n" for line in _lines(signature.inputs, inputs))
-        return Rendered(
-            mode="text", prompt=f"{prefix}\n{current}{first}", stop=stops, max_tokens=budget
-        )
+        return Rendered(mode="text", prompt=f"{prefix}\n{current}{first}", stop=stops,
+                        max_tokens=budget, grammar=grammar)
 
     def parse(self, text: str, signature: SignatureIR, program: ProgramIR) -> dict[str, Any]:
         values = split_fields(text, signature)
@@ -91,8 +93,8 @@ class CompletionAdapter(Adapter):
         return {f.name: coerce(values[f.name], f.type, program, f.name) for f in signature.outputs}
 
 
-    def continuation(self, rendered: Rendered, text: str, signature: SignatureIR
-                     ) -> tuple[Rendered, str] | None:
+    def continuation(self, rendered: Rendered, text: str, signature: SignatureIR,
+                     program: ProgramIR) -> tuple[Rendered, str] | None:
         """A request that continues ``text`` at the first missing output's label.
 
         A base model often writes a first field (a reasoning, say) and stops or drifts
@@ -106,7 +108,9 @@ class CompletionAdapter(Adapter):
             return None
         so_far = _before_new_block(text, signature).rstrip()
         tail = f"{so_far}\n{label_of(missing[0].name)}:"
-        return replace(rendered, prompt=rendered.prompt + tail), tail
+        rest = signature.outputs[signature.outputs.index(missing[0]):]
+        grammar = completion_grammar(rest, program) if rendered.grammar else None
+        return replace(rendered, prompt=rendered.prompt + tail, grammar=grammar), tail
 
 
 def _before_new_block(text: str, sig: SignatureIR) -> str:
@@ -121,12 +125,18 @@ def _before_new_block(text: str, sig: SignatureIR) -> str:
     return text
 
 
-def _lines(fields: list[FieldIR], values: dict[str, Any]) -> list[str]:
-    """``Label: value`` lines; blank lines inside a value would end the block early."""
+def _lines(fields: list[FieldIR], values: dict[str, Any], as_output: bool = False
+           ) -> list[str]:
+    """``Label: value`` lines; blank lines inside a value would end the block early.
+
+    Outputs other than text are compact JSON on one line: the form the grammar asks for.
+    """
     lines = []
     for f in fields:
         if f.name in values:
-            text = _text(values[f.name])
+            value = values[f.name]
+            text = render_value(value) if as_output and not isinstance(value, str) else (
+                _text(value))
             lines.append(f"{label_of(f.name)}:{'' if text.startswith(chr(10)) else ' '}{text}")
     return lines
 

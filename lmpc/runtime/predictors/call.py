@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lmpc.compiler.ir import LMIR, FieldIR, PredictorIR, ProgramIR, SignatureIR, TypeRef
-from lmpc.runtime.adapters import ADAPTERS, FALLBACK, Rendered, choose
+from lmpc.runtime.adapters import ADAPTERS, FALLBACK, Rendered, choose, takes_grammar
 from lmpc.runtime.adapters.completion import CompletionAdapter
 from lmpc.runtime.context import RunContext
 from lmpc.runtime.errors import ParseFailure
@@ -39,6 +39,7 @@ class StepCall:
         self.ctx = ctx
         self.lm: LMIR = ctx.lm_named(predictor.lm)
         self.adapter = choose(predictor.adapter, self.lm)
+        self.grammar = takes_grammar(self.lm)
         self.attribution = {**ctx.attribution, "module": module, "predictor": predictor.id}
         self.call_ids: list[str] = []
 
@@ -101,7 +102,7 @@ class StepCall:
                   rollout: int | None) -> dict[str, Any]:
         """Base models: ask again from the first missing output label (counted)."""
         for _ in signature.outputs:
-            step = adapter.continuation(rendered, text, signature)
+            step = adapter.continuation(rendered, text, signature, self.program)
             if step is None:
                 break
             request, text = step
@@ -143,6 +144,8 @@ class StepCall:
         if rendered.max_tokens:
             cap = settings.get("max_tokens")
             settings["max_tokens"] = min(cap, rendered.max_tokens) if cap else rendered.max_tokens
+        if rendered.grammar and self.grammar:
+            settings["grammar"] = rendered.grammar
         chosen = temperature if temperature is not None else self.ctx.temperature
         if chosen is not None:
             settings["temperature"] = chosen
