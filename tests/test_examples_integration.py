@@ -1,13 +1,14 @@
 """Every example program, unoptimized, end to end through ``lmpc run`` on the real
 embedded model (Gemma 3 270M) — no transport handed in, so the real LitellmTransport.
 
-What is checked is the contract, not the quality: each input gets one stdout line, either
-a JSON object whose fields have the module's declared types (an enum value of the
-declared enum, a float, an int, a str), or ``null`` with one clean ``error: FILE:N: ...``
-line on stderr and exit 1. The tiny base model often fails unoptimized (it echoes the
-enum's values, or the ReAct agent never emits a tool call); that failure must be
-reported cleanly, never as a traceback. One or two inputs per program keep the file
-at about a minute on a quiet two-core machine.
+What is checked is the contract, not the quality: each input gets one stdout line, a
+JSON object whose fields have the module's declared types (an enum value of the
+declared enum, a float, an int, a str). Unconstrained, the tiny base model echoed the
+enum's values or wrote prose where an enum belongs; its replies are now constrained by a
+grammar of the declared types, so every row must come back typed. A failed row would be
+``null`` with one clean ``error: FILE:N: ...`` line (checked too, so a failure reads as
+the model's, not as a traceback). One or two inputs per program keep the file at about
+a minute on a quiet two-core machine.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def test_example_runs_with_typed_outputs_or_a_clean_error(
                                        str(rows_file), "--cache-dir", str(cache_dir),
                                        *extra])
     outcomes = _check_run(result, rows_file, _program(name), module, fields)
-    print(name, outcomes)  # visible with -s: which rows the tiny model got through
+    assert outcomes == ["ok"] * len(rows), outcomes
 
 
 def test_lmpc_test_on_classify_reports_each_test(cache_dir: Path) -> None:

@@ -96,3 +96,28 @@ def test_chat_completion_through_litellm(api_base: str) -> None:
     response = client.complete(request(api_base, "chat"))
     assert "Paris" in response.text and response.completion_tokens > 0
     assert response.finish_reason in ("stop", "length")
+
+
+def test_a_grammar_reaches_the_server_in_the_request_body(api_base: str) -> None:
+    """The server honours it: the grammar forces an answer the model would not give."""
+    base = request(api_base, "text")
+    forced = LMRequest(base.model, "text", prompt=base.prompt,
+                       settings={**base.settings, "grammar": 'root ::= " Madrid" "\\n"?'})
+    response = LMClient(LitellmTransport()).complete(forced)
+    assert response.text.strip() == "Madrid"
+
+
+def test_a_program_on_the_server_with_grammar_true_gets_typed_outputs(api_base: str) -> None:
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
+    from runtime_programs import context, triage_program
+
+    from lmpc.compiler.ir import LMIR
+    from lmpc.runtime.execute import run_module
+
+    lm = LMIR(name="server", model="openai/gemma-3-270m", model_type="text", grammar=True,
+              settings={"api_base": api_base, "api_key": "not-needed", "temperature": 0.0,
+                        "timeout": 60})
+    transport = LitellmTransport()
+    ctx = context(transport, lm=lm)  # type: ignore[arg-type]
+    pred = run_module(triage_program(), "Support", {"ticket": "The whole site is down!"}, ctx)
+    assert pred.outputs["priority"] in ("low", "medium", "high")
