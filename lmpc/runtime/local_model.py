@@ -92,28 +92,28 @@ class LocalModel:
         self._llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
                                       verbose=False, logits_all=False)
         self._lock = threading.Lock()
-        self._grammars: dict[str, Any] = {}  # GBNF text -> checked LlamaGrammar
+        self._grammars: dict[str, Any] = {}  # GBNF text -> CompiledGrammar
 
     def _grammar(self, text: str) -> Any:
-        """A checked ``LlamaGrammar`` for GBNF ``text`` (call with the lock held).
+        """The compiled grammar for GBNF ``text`` (call with the lock held)."""
+        from lmpc.runtime.local_grammar import CompiledGrammar
 
-        llama.cpp crashes the process on a grammar it cannot parse, so each new one is
-        first compiled on its own and refused with an ``LMError`` if that fails.
-        """
         grammar = self._grammars.get(text)
-        if grammar is not None:
-            return grammar
-        import llama_cpp
-
-        sampler = llama_cpp.llama_sampler_init_grammar(
-            self._llama._model.vocab, text.encode("utf-8"), b"root")
-        if not sampler:
-            raise LMError(f"invalid grammar for the local model: {text[:200]!r}")
-        llama_cpp.llama_sampler_free(sampler)
-        if len(self._grammars) >= 256:
-            self._grammars.clear()
-        grammar = self._grammars[text] = llama_cpp.LlamaGrammar.from_string(text)
+        if grammar is None:
+            if len(self._grammars) >= 256:
+                self._close_grammars()
+            grammar = self._grammars[text] = CompiledGrammar(self._llama, text)
         return grammar
+
+    def _close_grammars(self) -> None:
+        for grammar in self._grammars.values():
+            grammar.close()
+        self._grammars.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_grammars()
+            self._llama.close()
 
     def generate(self, prompt: str, *, temperature: float = 0.0, max_tokens: int | None = None,
                  stop: str | Sequence[str] | None = None, seed: int = 0,
@@ -133,7 +133,12 @@ class LocalModel:
             options["top_k"] = top_k
         with self._lock:
             if grammar:
-                options["grammar"] = self._grammar(grammar)
+                from llama_cpp import LogitsProcessorList
+
+                from lmpc.runtime.local_grammar import GrammarConstraint
+
+                constraint = GrammarConstraint(self._grammar(grammar), greedy=temperature == 0)
+                options["logits_processor"] = LogitsProcessorList([constraint])
             try:
                 out = self._llama.create_completion(prompt, **options)
             except ValueError as exc:  # llama-cpp-python's "exceed context window"
@@ -168,8 +173,7 @@ def load_local_model(name: str) -> LocalModel:
 def _close_models() -> None:
     """Free llama.cpp before interpreter teardown (its __del__ fails once modules are gone)."""
     for model in _models.values():
-        with model._lock:
-            model._llama.close()
+        model.close()
     _models.clear()
 
 
