@@ -110,6 +110,20 @@ def test_show_prints_the_exact_prompt_with_demos(tmp_path: Path) -> None:
     assert transport.requests == []  # showing calls no LM
 
 
+def test_show_prints_the_grammar_a_base_model_is_held_to(tmp_path: Path) -> None:
+    artifact = _built(tmp_path)
+    data = json.loads(artifact.read_text())
+    for lm in data["ir"]["lms"].values():
+        lm["grammar"] = True  # as for a llama.cpp server; the embedded model's default
+    artifact.write_text(json.dumps(data))
+    result = _invoke(["show", str(artifact)], _transport())
+    assert result.exit_code == 0, result.output
+    settings_line = next(x for x in result.stdout.splitlines() if x.startswith("--- text"))
+    assert "grammar" not in settings_line  # not escaped into the settings' JSON
+    block = result.stdout.split("--- grammar (GBNF): what the reply may be\n", 1)[1]
+    assert block.startswith('root ::= " "? v0 "\\n"?\nv0 ::= ( "positive" | "negative" )')
+
+
 def test_diff_shows_demos_and_scores(tmp_path: Path) -> None:
     zero, built = _unoptimized(tmp_path), _built(tmp_path, "b.json", k=2)
     result = _invoke(["diff", str(zero), str(built)])

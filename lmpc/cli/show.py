@@ -92,7 +92,7 @@ def render_predictor(program: ProgramIR, module: str, predictor: PredictorIR, ct
 
 
 def _request_text(request: Any) -> str:
-    settings = {k: v for k, v in request.settings.items() if k not in ("api_key",)}
+    settings = {k: v for k, v in request.settings.items() if k not in ("api_key", "grammar")}
     lines = [f"--- {request.mode} request, settings {json.dumps(settings, sort_keys=True)}"]
     if request.mode == "text":
         lines.append(request.prompt or "")
@@ -100,4 +100,6 @@ def _request_text(request: Any) -> str:
         for message in request.messages or ():
             lines.append(f"--- {message.get('role', '')}")
             lines.append(str(message.get("content", "")))
+    if request.settings.get("grammar"):  # its own block: escaped in JSON it is unreadable
+        lines += ["--- grammar (GBNF): what the reply may be", request.settings["grammar"]]
     return "\n".join(lines)
