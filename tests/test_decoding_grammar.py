@@ -335,3 +335,24 @@ def test_an_unlikely_forced_token_falls_back_to_the_whole_vocabulary(model: Any)
                 logits_processor=LogitsProcessorList([constraint]))
         assert out["choices"][0]["text"] == " zebra crossing"
         assert constraint.full_checks >= 1
+
+
+@pytest.mark.integration
+@needs_model
+def test_a_react_step_must_give_the_chosen_tools_own_arguments(model: Any) -> None:
+    from lmpc.runtime.adapters.grammar import react_step_grammar
+
+    outputs = [field("next_thought", STR),
+               field("next_tool_name", t("literal", values=["convert", "finish"])),
+               field("next_tool_args", t("dict", STR, t("any")))]
+    params = {"convert": [field("value", FLOAT), field("from_unit", STR), field("to_unit", STR)],
+              "finish": []}
+    grammar = react_step_grammar(outputs, params, typed_program())
+    call = ' miles to km\nNext Tool Name: convert\nNext Tool Args: {"value": 10, ' \
+           '"from_unit": "mi", "to_unit": "km"}'
+    assert accepts(model, grammar, call)
+    assert accepts(model, grammar, " done\nNext Tool Name: finish\nNext Tool Args: {}")
+    assert not accepts(model, grammar, " go\nNext Tool Name: convert\nNext Tool Args: {}")
+    assert not accepts(model, grammar, ' go\nNext Tool Name: finish\nNext Tool Args: {"value": 1}')
+    assert not accepts(model, grammar, ' go\nNext Tool Name: convert\nNext Tool Args: '
+                                       '{"value": "ten", "from_unit": "mi", "to_unit": "km"}')

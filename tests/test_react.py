@@ -122,3 +122,30 @@ def test_trajectory_is_trimmed_oldest_first_when_over_budget(tool_dir: Path) -> 
     assert "Thought 1:" not in last_turn and "Thought 4:" in last_turn
     assert ctx.stats.get("react_trimmed_steps") > 0
     assert all(len(r.messages[-1]["content"]) // 4 < 1500 for r in transport.requests)
+
+
+def test_on_a_base_model_each_step_is_held_to_the_chosen_tools_parameters(
+        tool_dir: Path) -> None:
+    from runtime_programs import TEXT_LM
+
+    transport = ScriptedTransport(replies=[
+        ' look it up\nNext Tool Name: lookup\nNext Tool Args: {"account": "acme"}',
+        " done\nNext Tool Name: finish\nNext Tool Args: {}",
+        " big customer\nPriority: high",
+    ])
+    ctx = context(transport, lm=TEXT_LM, base_dir=tool_dir, allow_tools=True)
+    pred = run_module(react_program(), "Support", {"ticket": "acme is down"}, ctx)
+    assert pred.outputs == {"priority": "high"}
+    assert "Observation 1: account acme: enterprise plan, 500 seats" in (
+        pred.trace[0].outputs["trajectory"])
+    step_grammar = transport.requests[0].settings["grammar"]
+    assert transport.requests[1].settings["grammar"] == step_grammar
+    root, *rules = step_grammar.splitlines()
+    assert root == ('root ::= " "? v0 "\\nNext Tool Name: " ( '
+                    '"lookup" "\\nNext Tool Args: " args0 | '
+                    '"explode" "\\nNext Tool Args: " args1 | '
+                    '"finish" "\\nNext Tool Args: " args2 ) "\\n"?')
+    assert 'args0 ::= "{" jws "\\"account\\"" jws ":" jws field-str jws "}"' in rules
+    assert 'args2 ::= "{" jws "}"' in rules
+    # the extract step is an ordinary signature: its own field grammar
+    assert "Priority: " in transport.requests[2].settings["grammar"]

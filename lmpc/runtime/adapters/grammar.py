@@ -56,6 +56,32 @@ def completion_grammar(outputs: list[FieldIR], program: ProgramIR | None = None)
     return builder.render("root ::= " + " ".join(parts))
 
 
+def react_step_grammar(outputs: list[FieldIR], tools: dict[str, list[FieldIR]],
+                       program: ProgramIR | None = None) -> str:
+    """GBNF for a ReAct step (thought, tool name, tool arguments), where the arguments
+    must be a JSON object of the chosen tool's own parameters.
+
+    ``outputs`` are the step's three fields; ``tools`` maps each tool name (``finish``
+    included) to its parameters. A tool's arguments depend on its name, which one grammar
+    over independent fields cannot say: a small base model then calls ``convert({})``.
+    """
+    from lmpc.runtime.adapters.base import label_of
+
+    thought, name, args = outputs
+    builder = _Builder(program)
+    builder.define("v0", builder.line_value(thought.type))
+    branches = []
+    for i, (tool, params) in enumerate(tools.items()):
+        pairs = [f'{literal(json.dumps(p.name))} jws ":" jws {builder._rule("field", p.type)}'
+                 for p in params]
+        body = ' jws "," jws '.join(pairs)
+        builder.use("jws")
+        builder.define(f"args{i}", f'"{{" jws {body} jws "}}"' if pairs else '"{" jws "}"')
+        branches.append(f'{literal(tool)} {literal(chr(10) + label_of(args.name) + ": ")} args{i}')
+    label = literal(f"\n{label_of(name.name)}: ")
+    return builder.render(f'root ::= " "? v0 {label} ( {" | ".join(branches)} ) "\\n"?')
+
+
 def literal(text: str) -> str:
     """A GBNF string literal (quotes, backslashes and control characters escaped).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from lmpc.compiler.ir import LMIR, FieldIR, PredictorIR, ProgramIR, SignatureIR, TypeRef
@@ -68,13 +69,19 @@ class StepCall:
         temperature: float | None = None,
         rollout: int | None = None,
         hints: dict[str, str] | None = None,
+        grammar: str | None = None,
     ) -> dict[str, Any]:
-        """One LM round trip for ``signature``: typed outputs, or ``ParseFailure``."""
+        """One LM round trip for ``signature``: typed outputs, or ``ParseFailure``.
+
+        ``grammar`` replaces the adapter's own (a predictor that knows more than the
+        field types, as ReAct knows each tool's parameters)."""
         demos = self.demos(inputs) if demos is None else demos
         if hints:
             signature, inputs = with_hints(signature, inputs, hints)
         adapter = self.adapter
         rendered = adapter.format(self.predictor, signature, demos, inputs, self.program)
+        if grammar is not None and rendered.grammar is not None:
+            rendered = replace(rendered, grammar=grammar)
         text = self.send(rendered, temperature, rollout)
         try:
             return adapter.parse(text, signature, self.program)

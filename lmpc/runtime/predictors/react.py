@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmpc.compiler.ir import FieldIR, SignatureIR, ToolIR, TypeRef
+from lmpc.runtime.adapters.grammar import react_step_grammar
 from lmpc.runtime.errors import ParseFailure, RuntimeFailure
 from lmpc.runtime.predictors.call import DERIVED, StepCall, with_hints
 from lmpc.runtime.predictors.simple import with_reasoning
@@ -49,9 +50,11 @@ def react(
     max_iters = int(options.get("max_iters", 5))
     sig = call.predictor.signature
     step_sig = DERIVED.get(sig, "react:" + ",".join(tools), lambda s: _step_signature(s, tools))
+    params = {name: tool.params for name, tool in tools.items()} | {FINISH: []}
+    grammar = react_step_grammar(step_sig.outputs, params, call.program)
     turns: list[Turn] = []
     for _ in range(max_iters):
-        turn = _next_turn(call, step_sig, inputs, turns, tools, hints)
+        turn = _next_turn(call, step_sig, inputs, turns, tools, hints, grammar)
         turns.append(turn)
         if turn.tool == FINISH:
             break
@@ -115,10 +118,12 @@ def _next_turn(
     turns: list[Turn],
     tools: dict[str, ToolIR],
     hints: dict[str, str] | None,
+    grammar: str,
 ) -> Turn:
     try:
         text = _fit(call, sig, inputs, turns, hints, demos=[])
-        out = call.ask(sig, {**inputs, "trajectory": text}, demos=[], hints=hints)
+        out = call.ask(sig, {**inputs, "trajectory": text}, demos=[], hints=hints,
+                       grammar=grammar)
     except ParseFailure as exc:  # shown to the model next turn, like a tool error
         return Turn("", "(unreadable reply)", {}, f"Error: {exc}")
     tool, args = out["next_tool_name"], out["next_tool_args"] or {}
