@@ -411,3 +411,22 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
     assert rows[0] == 10 + 1  # the workers split the trials; none was done twice
     # each saw the other's trials: the study, not the process, holds the search
     assert all(len(r.report["trials"]) > 6 for r in results.values())
+
+
+def test_a_trial_asked_after_the_study_filled_up_is_pruned_not_run() -> None:
+    """Two workers can both count one trial missing and both ask: the later one gives
+    its trial back (the race the two-worker test above hits now and then)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from lmpc.compiler.passes import _study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    dists = {"x": optuna.distributions.CategoricalDistribution([0, 1])}
+    study.tell(study.ask(dists), 1.0)  # trial 0 done
+    first = _study.ask_unless_full(study, dists, target=2)  # worker A: the last one needed
+    second = _study.ask_unless_full(study, dists, target=2)  # worker B, counted too early
+    assert first is not None and first.number == 1 and second is None
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED]

@@ -150,6 +150,23 @@ def counts(study: optuna.Study) -> tuple[int, int]:
     return done, len(trials) - done
 
 
+def ask_unless_full(study: optuna.Study, distributions: dict[str, Any], target: int
+                    ) -> optuna.trial.Trial | None:
+    """A new trial, or None when other workers filled the study to ``target`` first.
+
+    Counting and asking are two steps, so two workers can both see one trial missing
+    and both ask. Trial numbers are handed out in order by the storage: a trial with
+    ``target`` completed or running trials numbered below it is surplus, and is told
+    PRUNED (it never ran) instead of being run.
+    """
+    trial = ask(study, distributions)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    if sum(1 for t in trials if t.number < trial.number) >= target:
+        study.tell(trial, state=TrialState.PRUNED)
+        return None
+    return trial
+
+
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Completed trials in trial-number order."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

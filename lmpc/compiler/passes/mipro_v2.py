@@ -381,7 +381,9 @@ class _Search:
             if done + running >= target:
                 break
             check_budget(self.ctx.budget)
-            trial = _study.ask(self.study, dists)
+            trial = _study.ask_unless_full(self.study, dists, target)
+            if trial is None:
+                break
             with _study.heartbeat(self.study, trial):
                 score = self._run_trial(trial)
                 self.study.tell(trial, score)
