@@ -71,14 +71,11 @@ def react_step_grammar(outputs: list[FieldIR], tools: dict[str, list[FieldIR]],
     builder = _Builder(program)
     builder.define("v0", builder.line_value(thought.type))
     branches = []
+    args_label = literal("\n" + label_of(args.name) + ": ")
     for i, (tool, params) in enumerate(tools.items()):
-        pairs = [f'{literal(json.dumps(p.name))} jws ":" jws {builder._rule("field", p.type)}'
-                 for p in params]
-        body = ' jws "," jws '.join(pairs)
-        builder.use("jws")
-        builder.define(f"args{i}", f'"{{" jws {body} jws "}}"' if pairs else '"{" jws "}"')
-        branches.append(f'{literal(tool)} {literal(chr(10) + label_of(args.name) + ": ")} args{i}')
-    label = literal(f"\n{label_of(name.name)}: ")
+        builder.define(f"args{i}", builder.object_body(params))
+        branches.append(f"{literal(tool)} {args_label} args{i}")
+    label = literal("\n" + label_of(name.name) + ": ")
     return builder.render(f'root ::= " "? v0 {label} ( {" | ".join(branches)} ) "\\n"?')
 
 
@@ -149,11 +146,11 @@ class _Builder:
         if kind == "optional":
             return f'( {self.json_value(t.args[0])} ) | "null"'
         if kind == "list":
-            item = self._rule("item", t.args[0]) if t.args else self.use("jval")
+            item = self.rule("item", t.args[0]) if t.args else self.use("jval")
             self.use("jws")
             return f'"[" jws ( {item} ( jws "," jws {item} )* )? jws "]"'
         if kind == "dict":
-            value = self._rule("value", t.args[1]) if len(t.args) > 1 else self.use("jval")
+            value = self.rule("value", t.args[1]) if len(t.args) > 1 else self.use("jval")
             self.use("jws")
             self.use("jstr")
             pair = f'jstr jws ":" jws {value}'
@@ -162,7 +159,7 @@ class _Builder:
             return self._class(t)
         return self.use("jval")
 
-    def _rule(self, hint: str, t: TypeRef) -> str:
+    def rule(self, hint: str, t: TypeRef) -> str:
         """A named rule for a nested value (a GBNF group cannot hold alternatives inline)."""
         body = self.json_value(t)
         name = f"{hint}-{_slug(str(t))}"
@@ -176,14 +173,16 @@ class _Builder:
         if cls is None:
             return self.use("jval")
         self.rules[name] = "jval"  # placeholder: a class that contains itself stays finite
-        self.use("jws")
-        pairs = []
-        for f in cls.fields:
-            value = self._rule("field", f.type)
-            pairs.append(f'{literal(json.dumps(f.name))} jws ":" jws {value}')
-        body = ' jws "," jws '.join(pairs)
-        self.rules[name] = f'"{{" jws {body} jws "}}"' if pairs else '"{" jws "}"'
+        self.rules[name] = self.object_body(cls.fields)
         return name
+
+    def object_body(self, fields: list[FieldIR]) -> str:
+        """A JSON object with exactly ``fields`` as keys, in order, each of its type."""
+        self.use("jws")
+        pairs = [f'{literal(json.dumps(f.name))} jws ":" jws {self.rule("field", f.type)}'
+                 for f in fields]
+        body = ' jws "," jws '.join(pairs)
+        return f'"{{" jws {body} jws "}}"' if pairs else '"{" jws "}"'
 
     def _enum_values(self, t: TypeRef) -> list[str]:
         if self.program is None or str(t.name) not in self.program.enums:
