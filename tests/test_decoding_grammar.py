@@ -8,7 +8,6 @@ the embedded model.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import sys
 from pathlib import Path
@@ -230,27 +229,22 @@ needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="llama-cpp-python or the
 
 def accepts(model: Any, grammar: str, text: str) -> bool:
     """Does llama.cpp's own grammar sampler allow ``text`` token by token, then an end?"""
-    import llama_cpp
+    import numpy as np
 
-    llama = model._llama
-    vocab = llama._model.vocab
-    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-    assert sampler, "llama.cpp refused the grammar"
+    from lmpc.runtime.local_grammar import CompiledGrammar
+
+    compiled = CompiledGrammar(model._llama, grammar)
     try:
-        for token in [*llama.tokenize(text.encode(), add_bos=False, special=False),
-                      llama.token_eos()]:
-            data = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 0.0, 0.0))
-            array = llama_cpp.llama_token_data_array(
-                data=ctypes.cast(data, llama_cpp.llama_token_data_p), size=1, selected=-1,
-                sorted=False)
-            llama_cpp.llama_sampler_apply(sampler, ctypes.byref(array))
-            if data[0].logit == float("-inf"):
+        compiled.start()
+        tokens = model._llama.tokenize(text.encode(), add_bos=False, special=False)
+        for token in [*tokens, compiled.eos]:
+            if not len(compiled.allowed(np.array([token], dtype=np.int32))):
                 return False
-            if token != llama.token_eos():
-                llama_cpp.llama_sampler_accept(sampler, token)
+            if token != compiled.eos:
+                compiled.accept(token)
         return True
     finally:
-        llama_cpp.llama_sampler_free(sampler)
+        compiled.close()
 
 
 @pytest.fixture(scope="module")
