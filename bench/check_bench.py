@@ -99,7 +99,7 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="print the top functions")
     args = parser.parse_args()
 
-    from lmpc.compiler.check import check_text
+    from lmpc.compiler.check.program import check_text
     from lmpc.grammar.parser import get_lark, parse
 
     get_lark()  # building the LALR tables is a once-per-process cost, not per file

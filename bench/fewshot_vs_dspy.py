@@ -67,7 +67,7 @@ def pass_line(name: str, candidates: int) -> str:
 
 def load_program(path: Path) -> Any:
     """Parse and check the .lmp file with lmpc; exit with its diagnostics if it is bad."""
-    from lmpc.compiler.check import load_program as lmpc_load
+    from lmpc.compiler.check.program import load_program as lmpc_load
     from lmpc.diagnostics import render_all
 
     program, diagnostics, sources = lmpc_load(path)
@@ -161,7 +161,7 @@ def _row(example: Any, rename: dict[str, str], label: str | None, output: str) -
 def _scorer(metric: Any, field: str | None, output: str) -> Any:
     """lmpc's metric on (row, predicted): the row holds the label as the signature's
     output, the metric wants it as the module's output ``field``."""
-    from lmpc.compiler.passes.base import Example
+    from lmpc.ir import Example
 
     name = field or output
 

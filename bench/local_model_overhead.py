@@ -108,7 +108,7 @@ def _request(case: Case) -> LMRequest:
 
 def _classify_cases(limit: int = 40) -> list[Case]:
     """The classify example's prompts with its first four training rows as demos."""
-    from lmpc.compiler.check import load_program
+    from lmpc.compiler.check.program import load_program
     from lmpc.eval.data import load_examples, split_examples
     from lmpc.runtime.adapters import ADAPTERS
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from lmpc.compiler.ir import (  # noqa: E402
+from lmpc.ir import (  # noqa: E402
     LMIR,
     EnumIR,
     ExprIR,

@@ -1,3 +1,5 @@
 """lmpc — a compiler for language-model programs."""
 
-__version__ = "0.1.0"
+from lmpc.version import __version__
+
+__all__ = ["__version__"]

@@ -4,7 +4,7 @@ Codes are stable: E0xxx are syntax errors (the parser), E1xxx semantic errors (t
 checker). ``render`` gives the line ``FILE:LINE:COL: error[CODE]: message``, then the
 source line and a caret under the span, then ``help:`` when there is a hint:
 
->>> from lmpc.compiler.ir import Span
+>>> from lmpc.ir import Span
 >>> d = Diagnostic("E1001", "unknown signature 'Triag'", Span(file="a.lmp", line=1, col=18,
 ...                end_line=1, end_col=23), hint=suggest("Triag", ["Triage", "Summarize"]))
 >>> print(render(d, "t = predict      Triag(x = 1)"))
@@ -21,7 +21,7 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lmpc.compiler.ir import Span
+from lmpc.ir import Span
 
 # Syntax error codes used by the parser (documented in docs/language.md).
 SYNTAX_CODES = {

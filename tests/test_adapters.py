@@ -18,7 +18,7 @@ from runtime_programs import (  # noqa: E402
     triage_program,
 )
 
-from lmpc.compiler.ir import LMIR, Demo, ExprIR, FieldIR, TypeRef  # noqa: E402
+from lmpc.ir import LMIR, Demo, ExprIR, FieldIR, TypeRef  # noqa: E402
 from lmpc.runtime.adapters import choose  # noqa: E402
 from lmpc.runtime.errors import ParseFailure  # noqa: E402
 from lmpc.runtime.execute import run_module  # noqa: E402

@@ -21,7 +21,7 @@ from lmpc.compiler.artifact import (
     read_artifact,
     write_artifact,
 )
-from lmpc.compiler.ir import LMIR, Demo, ModuleIR, SignatureIR
+from lmpc.ir import LMIR, Demo, ModuleIR, SignatureIR
 
 
 def _artifact(tmp_path: Path, score: float = 0.8333333333333) -> Artifact:

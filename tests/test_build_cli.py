@@ -12,8 +12,8 @@ from test_pipeline_fixtures import oracle_reply, sentiment_program
 from lmpc.cli import main
 from lmpc.cli.build import to_artifact
 from lmpc.compiler.artifact import write_artifact
-from lmpc.compiler.ir import PassIR
 from lmpc.compiler.pipeline import run_optimize
+from lmpc.ir import PassIR
 from lmpc.runtime.lm import LMClient
 from lmpc.runtime.scripted import ScriptedTransport, render_request
 
@@ -191,11 +191,11 @@ def _source(tmp_path: Path) -> Path:
 
 def _needs_checker() -> None:
     try:
-        from lmpc.compiler.check import load_program  # noqa: F401
+        from lmpc.compiler.check.program import load_program  # noqa: F401
     except ImportError:
         import pytest
 
-        pytest.skip("the checker (lmpc.compiler.check) is not available")
+        pytest.skip("the checker (lmpc.compiler.check.program) is not available")
 
 
 def test_build_json_writes_the_artifact_and_reuses_the_cache(tmp_path: Path,

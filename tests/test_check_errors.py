@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lmpc.compiler.check import check_text, load_program
+from lmpc.compiler.check.program import check_text, load_program
 
 PRELUDE = """\
 lm fast = "openai/gpt-4o-mini"
@@ -158,7 +158,7 @@ def test_prelude_alone_is_clean(tmp_path: Path) -> None:
 
 
 def test_every_documented_code_is_exercised() -> None:
-    import lmpc.compiler.check as check
+    import lmpc.compiler.check.program as check
 
     documented = {line.split()[0] for line in (check.__doc__ or "").splitlines()
                   if line[:1] in ("E", "W") and line[1:5].isdigit()}

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmpc.compiler.check import check_text
+from lmpc.compiler.check.program import check_text
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SOURCES = {p.name: p.read_text() for p in sorted(EXAMPLES.glob("*.lmp"))}

@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (the source below keeps the one-line spelling of the language sketch)
-"""Every construct of the language lands in the IR as documented in lmpc/compiler/ir.py."""
+"""Every construct of the language lands in the IR as documented in lmpc/ir.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lmpc.compiler.check import check_text
-from lmpc.compiler.ir import ProgramIR, TypeRef
+from lmpc.compiler.check.program import check_text
+from lmpc.ir import ProgramIR, TypeRef
 
 SOURCE = '''\
 import "common.lmp"

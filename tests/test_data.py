@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lmpc.compiler.ir import DatasetIR, SplitIR
-from lmpc.compiler.passes.base import Example
 from lmpc.eval.data import DataError, load_examples, split_examples
+from lmpc.ir import DatasetIR, Example, SplitIR
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:

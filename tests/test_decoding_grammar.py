@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
 
 from runtime_programs import PRIORITY, STR, TEXT_LM, context, triage_program  # noqa: E402
 
-from lmpc.compiler.check import load_program  # noqa: E402
-from lmpc.compiler.ir import (  # noqa: E402
+from lmpc.compiler.check.program import load_program  # noqa: E402
+from lmpc.ir import (  # noqa: E402
     LMIR,
     ClassIR,
     EnumIR,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lmpc.compiler.ir import Span
 from lmpc.diagnostics import Diagnostic, render, render_all, suggest
+from lmpc.ir import Span
 
 
 def span(line: int, col: int, end_col: int | None = None, end_line: int | None = None) -> Span:

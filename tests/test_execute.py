@@ -22,7 +22,7 @@ from runtime_programs import (  # noqa: E402
     triage_program,
 )
 
-from lmpc.compiler.ir import (  # noqa: E402
+from lmpc.ir import (  # noqa: E402
     ConstraintIR,
     EnsembleIR,
     ExprIR,
@@ -234,7 +234,7 @@ def test_inputs_are_coerced_and_refs_checked() -> None:
 
 
 def default_int():
-    from lmpc.compiler.ir import TypeRef
+    from lmpc.ir import TypeRef
 
     return TypeRef(kind="int")
 

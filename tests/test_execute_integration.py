@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
 
-from lmpc.compiler.ir import (  # noqa: E402
+from lmpc.ir import (  # noqa: E402
     LMIR,
     Demo,
     EnumIR,

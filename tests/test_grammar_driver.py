@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from lark.exceptions import LarkError
 
-from lmpc.compiler.ir import Span
 from lmpc.grammar.driver import fast_parse, tables
 from lmpc.grammar.parser import get_lark, lark_parse, parse_type
 from lmpc.grammar.transformer import make_span
+from lmpc.ir import Span
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))

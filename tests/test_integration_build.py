@@ -31,7 +31,7 @@ def _lmpc(*args: str, cwd: Path) -> dict:
 
 def _test_rows(out: Path) -> Path:
     """The build's test split, written as rows for `lmpc eval`."""
-    from lmpc.compiler.check import load_program
+    from lmpc.compiler.check.program import load_program
     from lmpc.eval.data import load_examples, split_examples
 
     program, _, _ = load_program(EXAMPLE)

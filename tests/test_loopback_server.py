@@ -111,7 +111,7 @@ def test_a_program_on_the_server_with_grammar_true_gets_typed_outputs(api_base: 
     sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
     from runtime_programs import context, triage_program
 
-    from lmpc.compiler.ir import LMIR
+    from lmpc.ir import LMIR
     from lmpc.runtime.execute import run_module
 
     lm = LMIR(name="server", model="openai/gemma-3-270m", model_type="text", grammar=True,

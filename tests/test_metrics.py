@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lmpc.compiler.ir import MetricIR, ProgramIR
-from lmpc.compiler.passes.base import Example
 from lmpc.eval.metrics import MetricError, build_metric
+from lmpc.ir import Example, MetricIR, ProgramIR
 from lmpc.runtime.execute_types import Prediction, TraceStep
 
 TRACE = [TraceStep(predictor="M.p", inputs={}, outputs={})]

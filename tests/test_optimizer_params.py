@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmpc.compiler.optimizers import OPTIMIZERS, validate_params
+from lmpc.compiler.check.optimizer_specs import OPTIMIZERS, validate_params
 
 WRITTEN = {
     "mipro_v2": [{"auto": "light"}, {"auto": "none", "num_candidates": 3, "num_trials": 5}],

@@ -19,9 +19,9 @@ from world import (  # noqa: E402
     pipe_program,
 )
 
-from lmpc.compiler.ir import Demo  # noqa: E402
 from lmpc.compiler.passes._demos import PassError  # noqa: E402
 from lmpc.compiler.passes.bootstrap_fewshot import bootstrap_fewshot, estimate_calls  # noqa: E402
+from lmpc.ir import Demo  # noqa: E402
 
 TEXTS = [f"good day {i}" if i % 2 else f"bad day {i}" for i in range(10)]
 

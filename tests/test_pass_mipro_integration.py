@@ -24,9 +24,9 @@ EXAMPLE = ROOT / "examples" / "classify.lmp"
 def test_mipro_light_beats_zero_shot_on_the_embedded_model(tmp_path: Path) -> None:
     if not EXAMPLE.is_file():
         pytest.skip("examples/classify.lmp is not there")
-    from lmpc.compiler.check import load_program
-    from lmpc.compiler.ir import PassIR, SplitIR
+    from lmpc.compiler.check.program import load_program
     from lmpc.compiler.pipeline import run_optimize
+    from lmpc.ir import PassIR, SplitIR
     from lmpc.runtime.cache import SQLiteCache
     from lmpc.runtime.lm import LitellmTransport, LMClient
 

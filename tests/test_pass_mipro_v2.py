@@ -286,7 +286,7 @@ def test_budget_before_any_evaluation_returns_the_input() -> None:
 
 def test_real_budget_tracker_caps_new_calls(tmp_path: Path) -> None:
     from lmpc.compiler.budget import BudgetedClient, BudgetTracker
-    from lmpc.compiler.ir import BudgetIR
+    from lmpc.ir import BudgetIR
 
     world, prog, ctx = setup(cache=tmp_path / "c.sqlite")
     client = ctx.run_ctx.client

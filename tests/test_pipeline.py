@@ -9,9 +9,9 @@ import pytest
 from test_pipeline_fixtures import oracle_reply, sentiment_program
 
 from lmpc.compiler import pipeline
-from lmpc.compiler.ir import BudgetIR, PassIR
 from lmpc.compiler.passes.base import Candidate, PassContext, PassResult
 from lmpc.compiler.pipeline import PASSES, PipelineError, estimate_plan, run_optimize
+from lmpc.ir import BudgetIR, PassIR
 from lmpc.runtime.lm import LMClient
 from lmpc.runtime.scripted import ScriptedTransport, render_request
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lmpc.compiler.ir import (
+from lmpc.ir import (
     LMIR,
     DatasetIR,
     EnumIR,

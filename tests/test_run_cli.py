@@ -112,7 +112,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def needs_checker() -> None:
-    pytest.importorskip("lmpc.compiler.check")
+    pytest.importorskip("lmpc.compiler.check.program")
 
 
 def test_run_lmp_classify_uses_the_completion_layout() -> None:

@@ -15,7 +15,7 @@ from runtime_programs import chat_reply  # noqa: E402
 
 from lmpc.cli import main  # noqa: E402
 from lmpc.compiler.artifact import Artifact, write_artifact  # noqa: E402
-from lmpc.compiler.check import load_program  # noqa: E402
+from lmpc.compiler.check.program import load_program  # noqa: E402
 from lmpc.runtime.lm_types import LMError, LMRequest  # noqa: E402
 from lmpc.runtime.scripted import ScriptedTransport  # noqa: E402
 

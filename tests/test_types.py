@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmpc.compiler.ir import ClassIR, EnumIR, FieldIR, ProgramIR, TypeRef
+from lmpc.ir import ClassIR, EnumIR, FieldIR, ProgramIR, TypeRef
 from lmpc.runtime.types import CoercionError, coerce, describe, token_budget
 
 STR, INT, FLOAT, BOOL = (TypeRef(kind=k) for k in ("str", "int", "float", "bool"))

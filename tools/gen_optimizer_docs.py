@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmpc.compiler.optimizers import OPTIMIZERS, reference_table
-from lmpc.compiler.resolve_optimize import pass_available
+from lmpc.compiler.check.optimize import pass_available
+from lmpc.compiler.check.optimizer_specs import OPTIMIZERS, reference_table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "optimizers.md"
 
@@ -18,7 +18,7 @@ INTRO = """\
 The passes an `optimize` block can chain with `then`. Each runs over the IR and returns
 a new IR; parameters are checked by `lmpc check` (types, ranges, choices) and their
 defaults follow the reference implementation (DSPy 3.x). This file is generated from
-`lmpc/compiler/optimizers.py` by `tools/gen_optimizer_docs.py`.
+`lmpc/compiler/check/optimizer_specs.py` by `tools/gen_optimizer_docs.py`.
 
 """
 

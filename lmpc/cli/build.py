@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from lmpc.compiler.ir import OptimizeIR, ProgramIR
+from lmpc.ir import OptimizeIR, ProgramIR
 
 log = logging.getLogger("lmpc")
 
@@ -39,7 +39,7 @@ def load_source(path: Path) -> ProgramIR:
     """Parse and check a ``.lmp`` file; diagnostics become a ``CLIError``."""
     if not path.is_file():
         raise CLIError(f"{path}: no such file")
-    from lmpc.compiler.check import load_program
+    from lmpc.compiler.check.program import load_program
     from lmpc.diagnostics import render_all
 
     program, diagnostics, sources = load_program(path)

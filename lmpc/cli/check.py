@@ -13,9 +13,9 @@ from pathlib import Path
 
 import click
 
-from lmpc.compiler.check import load_program
-from lmpc.compiler.ir import Span
+from lmpc.compiler.check.program import load_program
 from lmpc.diagnostics import Diagnostic, render, render_all
+from lmpc.ir import Span
 
 log = logging.getLogger("lmpc")
 

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from lmpc.cli.build import cli_errors, load_target, pct
-from lmpc.compiler.ir import PredictorIR, ProgramIR
+from lmpc.ir import PredictorIR, ProgramIR
 
 
 @click.command("diff")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from lmpc.cli.build import CLIError, cli_errors, load_target, make_client, pct
-from lmpc.compiler.ir import DatasetIR, ProgramIR
+from lmpc.ir import DatasetIR, ProgramIR
 
 FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".json": "json"}
 

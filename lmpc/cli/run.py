@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from lmpc.compiler.ir import ProgramIR
+from lmpc.ir import ProgramIR
 
 
 class CLIError(Exception):
@@ -144,7 +144,7 @@ def _load(target: str, program_name: str | None) -> tuple[ProgramIR, str]:
 
 def _check(path: Path) -> ProgramIR:
     try:
-        from lmpc.compiler.check import load_program
+        from lmpc.compiler.check.program import load_program
     except ImportError:
         raise CLIError(f"{path}: the checker is not available yet") from None
     from lmpc.diagnostics import render_all

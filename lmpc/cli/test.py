@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from lmpc.cli.run import CLIError, _check, _context, _describe, _load
-from lmpc.compiler.ir import ExpectIR, ProgramIR, Span, TestIR
+from lmpc.ir import ExpectIR, ProgramIR, Span, TestIR
 
 
 @dataclass

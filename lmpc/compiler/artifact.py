@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lmpc import __version__
-from lmpc.compiler.ir import ProgramIR, SourceIR, TypeRef
+from lmpc.ir import ProgramIR, SourceIR, TypeRef
+from lmpc.version import __version__
 
 SCHEMA_VERSION = 1
 FLOAT_DIGITS = 6

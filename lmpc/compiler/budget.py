@@ -5,7 +5,7 @@ before an LM-heavy step; ``BudgetedClient`` also guards every single call, so a 
 that forgets to check still cannot pass the cap. Cache hits are free and always allowed.
 Both raise ``BudgetExceeded``; the pipeline then stops and keeps the best program so far.
 
->>> from lmpc.compiler.ir import BudgetIR
+>>> from lmpc.ir import BudgetIR
 >>> from lmpc.runtime.lm import LMClient, LMRequest
 >>> from lmpc.runtime.scripted import ScriptedTransport
 >>> client = LMClient(ScriptedTransport(default="ok"))
@@ -25,8 +25,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from lmpc.compiler.ir import BudgetIR
 from lmpc.compiler.passes.base import BudgetExceeded
+from lmpc.ir import BudgetIR
 
 
 class BudgetTracker:

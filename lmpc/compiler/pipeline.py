@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from lmpc.compiler.budget import BudgetedClient, BudgetTracker, MeteredClient
-from lmpc.compiler.ir import LMIR, OptimizeIR, ProgramIR
 from lmpc.compiler.passes.base import (
     BudgetExceeded,
     Candidate,
@@ -32,6 +31,7 @@ from lmpc.compiler.passes.base import (
 from lmpc.eval.data import dataset_path, file_sha256, load_examples, split_examples
 from lmpc.eval.evaluate import EvalResult, evaluate
 from lmpc.eval.metrics import Metric, build_metric, reward_fns_for
+from lmpc.ir import LMIR, OptimizeIR, ProgramIR
 
 log = logging.getLogger("lmpc")
 
@@ -254,7 +254,7 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
                 tracker: BudgetTracker, seed: int, threads: int,
                 emit: ProgressFn) -> tuple[list[PassRun], ProgramIR]:
     """Each pass starts from the previous result; a budget stop keeps the best so far."""
-    from lmpc.compiler.optimizers import validate_params
+    from lmpc.compiler.check.optimizer_specs import validate_params
 
     current, candidates, runs = program, [], []
     for index, pass_ir in enumerate(optimize.passes):
@@ -327,7 +327,7 @@ def _delta(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
 def estimate_plan(program: ProgramIR, optimize: OptimizeIR,
                   n_split: dict[str, int]) -> list[dict[str, Any]]:
     """Projected LM calls per pass (and for the before/after evaluations), no LM called."""
-    from lmpc.compiler.optimizers import validate_params
+    from lmpc.compiler.check.optimizer_specs import validate_params
 
     per_run = max(1, len(program.predictors_of(optimize.program)))
     n_val = n_split.get("val", 0) * per_run

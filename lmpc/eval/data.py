@@ -5,7 +5,7 @@ columns to field names; ``inputs`` (or, when the dataset names none, the module'
 inputs) says which fields are inputs — every other field is a label. A bad row is
 reported with its file and line, never skipped.
 
->>> from lmpc.compiler.ir import SplitIR
+>>> from lmpc.ir import SplitIR
 >>> rows = [Example(inputs={"q": i}, labels={}, index=i) for i in range(10)]
 >>> parts = split_examples(rows, SplitIR(train=0.5, val=0.3, test=0.2, seed=1))
 >>> [len(parts[k]) for k in ("train", "val", "test")]
@@ -21,8 +21,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from lmpc.compiler.ir import DatasetIR, SplitIR
-from lmpc.compiler.passes.base import Example
+from lmpc.ir import DatasetIR, Example, SplitIR
 
 SPLITS = ("train", "val", "test")
 

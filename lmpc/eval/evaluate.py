@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmpc.compiler.ir import ProgramIR
-from lmpc.compiler.passes.base import Example
 from lmpc.eval.metrics import MetricError
+from lmpc.ir import Example, ProgramIR
 
 log = logging.getLogger("lmpc")
 

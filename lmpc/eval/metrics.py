@@ -6,7 +6,7 @@ grade reaches the metric's ``threshold`` option (1.0 by default), else 0.0. Ever
 also has ``graded(example, prediction)`` (the grade, ignoring traces) and
 ``feedback(example, prediction)`` (text for reflective optimizers).
 
->>> from lmpc.compiler.ir import MetricIR
+>>> from lmpc.ir import MetricIR
 >>> m = build_metric(MetricIR(name="acc", kind="exact_match", field="answer"), None)
 >>> m(Example(inputs={}, labels={"answer": "The Paris."}), {"answer": "paris"})
 1.0
@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmpc.compiler.ir import ExprIR, MetricIR, ModuleIR, PredictorIR, ProgramIR, StepIR
-from lmpc.compiler.passes.base import Example
+from lmpc.ir import Example, ExprIR, MetricIR, ModuleIR, PredictorIR, ProgramIR, StepIR
 
 Grader = Callable[[Example, dict[str, Any]], tuple[float, str]]
 

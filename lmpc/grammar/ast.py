@@ -1,6 +1,6 @@
 """AST of a ``.lmp`` file: what the parser produces and semantic analysis consumes.
 
-Every node is a small dataclass with a ``span`` (an :class:`lmpc.compiler.ir.Span`;
+Every node is a small dataclass with a ``span`` (an :class:`lmpc.ir.Span`;
 ``end_col`` is exclusive, as in Lark). Spans and the raw spelling of literals are left
 out of equality, so a file and its formatted twin parse to equal trees:
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 
-from lmpc.compiler.ir import Span
+from lmpc.ir import Span
 
 NO_SPAN = Span(file="<unknown>", line=1, col=1, end_line=1, end_col=1)
 

@@ -19,10 +19,10 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from lmpc.compiler.ir import Span
 from lmpc.diagnostics import Diagnostic
 from lmpc.grammar import ast
 from lmpc.grammar.parser import parse
+from lmpc.ir import Span
 
 INDENT = "  "
 MAX_WIDTH = 100

@@ -38,13 +38,13 @@ from lark.exceptions import (
     UnexpectedToken,
 )
 
-from lmpc.compiler.ir import Span
 from lmpc.diagnostics import Diagnostic, suggest
 from lmpc.grammar import ast
 from lmpc.grammar.driver import fast_parse, tables
 from lmpc.grammar.lexer import LmpLexer
 from lmpc.grammar.sigstring import expand_string_signatures
 from lmpc.grammar.transformer import CURRENT_PATH, lark_callbacks, make_span
+from lmpc.ir import Span
 
 log = logging.getLogger("lmpc")
 
@@ -161,7 +161,7 @@ def _parse(text: str, path: str) -> tuple[ast.File | None, list[Diagnostic]]:
                                                 t.end_column))
         for t in comments
     ]
-    diags = expand_string_signatures(file, path)
+    diags = expand_string_signatures(file, path, parse_type)
     return (None, diags) if diags else (file, [])
 
 

@@ -8,12 +8,16 @@ A field with no type has ``type=None`` (str).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from lark.exceptions import LarkError
 
-from lmpc.compiler.ir import Span
 from lmpc.diagnostics import Diagnostic
 from lmpc.grammar import ast
+from lmpc.ir import Span
+
+#: Parses one type expression (``lmpc.grammar.parser.parse_type``); raises ``LarkError``.
+ParseType = Callable[[str, str], ast.TypeExpr]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -45,7 +49,8 @@ def split_top_level(text: str, sep: str, start: int = 0) -> list[tuple[int, str]
     return parts
 
 
-def parse_fields(text: str, path: str, line: int, col: int) -> list[ast.SigField]:
+def parse_fields(text: str, path: str, line: int, col: int,
+                 parse_type: ParseType) -> list[ast.SigField]:
     """Fields of a string signature whose text starts at ``line:col`` in the source."""
     sides = split_top_level(text, "->")
     if len(sides) != 2:
@@ -60,12 +65,12 @@ def parse_fields(text: str, path: str, line: int, col: int) -> list[ast.SigField
                                      offset, 1)
             continue
         for item_offset, item in split_top_level(side, ",", offset):
-            fields.append(_field(direction, item, item_offset, path, line, col))
+            fields.append(_field(direction, item, item_offset, path, line, col, parse_type))
     return fields
 
 
 def _field(direction: str, item: str, offset: int, path: str, line: int,
-           col: int) -> ast.SigField:
+           col: int, parse_type: ParseType) -> ast.SigField:
     lead = len(item) - len(item.lstrip())
     offset += lead
     item = item.strip()
@@ -78,8 +83,6 @@ def _field(direction: str, item: str, offset: int, path: str, line: int,
                 end_col=col + offset + len(item))
     type_ = None
     if type_text.strip():
-        from lmpc.grammar.parser import parse_type  # parser imports this module
-
         try:
             type_ = parse_type(type_text.strip(), path)
         except LarkError:
@@ -97,15 +100,20 @@ def _respan(type_: ast.TypeExpr, span: Span) -> ast.TypeExpr:
     return type_
 
 
-def expand_string_signatures(file: ast.File, path: str) -> list[Diagnostic]:
-    """Fill the fields of every string-form signature; return E0004 diagnostics."""
+def expand_string_signatures(file: ast.File, path: str,
+                             parse_type: ParseType) -> list[Diagnostic]:
+    """Fill the fields of every string-form signature; return E0004 diagnostics.
+
+    ``parse_type`` is the parser's own type parser, passed in so that this module needs
+    nothing from the parser (which calls it).
+    """
     diags = []
     for decl in file.decls:
         if not isinstance(decl, ast.SignatureDecl) or decl.text is None:
             continue
         line, col = _string_start(decl)
         try:
-            decl.fields = parse_fields(decl.text, path, line, col)
+            decl.fields = parse_fields(decl.text, path, line, col, parse_type)
         except SigStringError as err:
             span = Span(file=path, line=line, col=col + err.offset, end_line=line,
                         end_col=col + err.offset + err.width)

@@ -13,8 +13,8 @@ from typing import Any
 
 from lark import Token
 
-from lmpc.compiler.ir import Span
 from lmpc.grammar import ast
+from lmpc.ir import Span
 
 CURRENT_PATH: contextvars.ContextVar[str] = contextvars.ContextVar(
     "lmpc_parse_path", default="<unknown>"

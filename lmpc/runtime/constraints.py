@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from lmpc.compiler.ir import ConstraintIR
+from lmpc.ir import ConstraintIR
 from lmpc.runtime.errors import RuntimeFailure
 
 Resolve = Callable[[list[str]], Any]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmpc.compiler.ir import LMIR
+from lmpc.ir import LMIR
 from lmpc.runtime.errors import RuntimeFailure
 
 if TYPE_CHECKING:

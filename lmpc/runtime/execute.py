@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from lmpc.compiler.ir import (
+from lmpc.ir import (
     LMIR,
     ConstraintIR,
     ExprIR,
@@ -316,7 +316,7 @@ def _custom_reduce(import_path: str, outputs: list[dict[str, Any]], ctx: RunCont
                    ) -> dict[str, Any]:
     """A user's ``pkg.mod:fn(list_of_member_outputs) -> outputs``; it is Python code, so it
     runs only when tools are allowed (an artifact never runs user code on its own)."""
-    from lmpc.compiler.ir import ToolIR
+    from lmpc.ir import ToolIR
     from lmpc.runtime.tools import load_tool
 
     reducer = ToolIR(name=f"reduce {import_path}", import_path=import_path)

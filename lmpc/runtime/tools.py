@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lmpc.compiler.ir import ProgramIR, ToolIR
+from lmpc.ir import ProgramIR, ToolIR
 from lmpc.runtime.context import RunContext
 from lmpc.runtime.errors import RuntimeFailure, ToolNotAllowed
 from lmpc.runtime.types import coerce

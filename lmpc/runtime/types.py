@@ -5,7 +5,7 @@ value, a trailing period, a bullet list instead of a JSON array) and strict wher
 guessing would be wrong: anything else raises :class:`CoercionError` naming the field,
 the expected type and the text that came back.
 
->>> from lmpc.compiler.ir import TypeRef
+>>> from lmpc.ir import TypeRef
 >>> coerce(" 42. ", TypeRef(kind="int"))
 42
 >>> coerce("- a\\n- b", TypeRef(kind="list", args=[TypeRef(kind="str")]))
@@ -20,7 +20,7 @@ import json
 import re
 from typing import Any
 
-from lmpc.compiler.ir import ProgramIR, TypeRef
+from lmpc.ir import ProgramIR, TypeRef
 from lmpc.runtime.errors import ParseFailure
 
 _NONE_WORDS = frozenset({"", "none", "null", "n/a", "na", "nil", "-"})

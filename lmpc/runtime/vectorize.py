@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from lmpc.compiler.ir import Demo
+from lmpc.ir import Demo
 
 Vector = dict[Any, float]  # sparse: feature -> weight (dense vectors use int keys)
 

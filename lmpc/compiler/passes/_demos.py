@@ -3,7 +3,7 @@
 A *labeled* demo comes straight from a dataset row; a *bootstrapped* demo is one step of a
 successful teacher trace (inputs plus every output, ``reasoning`` included).
 
->>> from lmpc.compiler.ir import FieldIR, PredictorIR, SignatureIR, TypeRef
+>>> from lmpc.ir import FieldIR, PredictorIR, SignatureIR, TypeRef
 >>> s = TypeRef(kind="str")
 >>> p = PredictorIR(id="QA.a", signature=SignatureIR(name="S",
 ...     inputs=[FieldIR(name="q", type=s)], outputs=[FieldIR(name="a", type=s)]))
@@ -20,8 +20,8 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-from lmpc.compiler.ir import Demo, ModuleIR, PredictorIR, ProgramIR
-from lmpc.compiler.passes.base import BudgetExceeded, Example
+from lmpc.compiler.passes.base import BudgetExceeded
+from lmpc.ir import Demo, Example, ModuleIR, PredictorIR, ProgramIR
 
 
 class PassError(Exception):

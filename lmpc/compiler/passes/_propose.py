@@ -27,7 +27,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmpc.compiler.ir import (
+from lmpc.compiler.passes._demos import attributed, check_budget, rng_for
+from lmpc.compiler.passes.base import BudgetExceeded, PassContext
+from lmpc.ir import (
     Demo,
     ExprIR,
     FieldIR,
@@ -38,8 +40,6 @@ from lmpc.compiler.ir import (
     StepIR,
     TypeRef,
 )
-from lmpc.compiler.passes._demos import attributed, check_budget, rng_for
-from lmpc.compiler.passes.base import BudgetExceeded, PassContext
 
 log = logging.getLogger("lmpc")
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmpc.compiler.ir import ProgramIR
 from lmpc.compiler.passes._demos import PassError
 from lmpc.compiler.passes.base import PassContext
 from lmpc.compiler.passes.labeled_fewshot import apply_labeled
+from lmpc.ir import ProgramIR
 
 _ROLE_CTX = {"lm": "run_ctx", "teacher": "teacher_ctx", "prompt_model": "prompt_ctx",
              "reflection": "reflection_ctx"}

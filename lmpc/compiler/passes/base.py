@@ -3,7 +3,7 @@
 A pass is a function ``name(program, ctx, **params) -> PassResult`` in a module of
 the same name under ``lmpc/compiler/passes/``. It never mutates its input IR (it works
 on ``program.model_copy(deep=True)``), reads its parameters (already checked against
-``lmpc.compiler.optimizers``) as keyword arguments, and records what it tried in
+``lmpc.compiler.check.optimizer_specs``) as keyword arguments, and records what it tried in
 ``PassResult.report``. Everything a pass needs travels in ``PassContext`` — there are
 no global settings.
 """
@@ -14,21 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lmpc.compiler.ir import ProgramIR
-
-
-@dataclass(frozen=True)
-class Example:
-    """One dataset row: input fields, label fields, and where it came from."""
-
-    inputs: dict[str, Any]
-    labels: dict[str, Any]
-    source: str = ""  # "file.jsonl:12" — so a bad row can be named
-    index: int = 0
-
-    @property
-    def values(self) -> dict[str, Any]:
-        return {**self.inputs, **self.labels}
+from lmpc.ir import Example, ProgramIR
 
 
 @dataclass

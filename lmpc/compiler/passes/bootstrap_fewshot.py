@@ -29,7 +29,6 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lmpc.compiler.ir import Demo, ProgramIR
 from lmpc.compiler.passes._demos import (
     PassError,
     attributed,
@@ -44,7 +43,8 @@ from lmpc.compiler.passes._demos import (
     trace_demos,
 )
 from lmpc.compiler.passes._teacher import Teacher, resolve_teacher
-from lmpc.compiler.passes.base import BudgetExceeded, Example, PassContext, PassResult
+from lmpc.compiler.passes.base import BudgetExceeded, PassContext, PassResult
+from lmpc.ir import Demo, Example, ProgramIR
 
 log = logging.getLogger("lmpc")
 

@@ -28,7 +28,6 @@ import logging
 from dataclasses import asdict, replace
 from typing import Any
 
-from lmpc.compiler.ir import ProgramIR
 from lmpc.compiler.passes._demos import (
     attributed,
     check_budget,
@@ -41,6 +40,7 @@ from lmpc.compiler.passes._teacher import calls_per_run
 from lmpc.compiler.passes.base import BudgetExceeded, Candidate, PassContext, PassResult
 from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, bootstrap
 from lmpc.compiler.passes.labeled_fewshot import apply_labeled
+from lmpc.ir import ProgramIR
 
 log = logging.getLogger("lmpc")
 PASS = "bootstrap_random_search"

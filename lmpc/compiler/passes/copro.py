@@ -27,7 +27,6 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmpc.compiler.ir import PredictorIR, ProgramIR
 from lmpc.compiler.passes._demos import PassError, attributed, check_budget
 from lmpc.compiler.passes._propose import (
     alternative_instruction,
@@ -35,6 +34,7 @@ from lmpc.compiler.passes._propose import (
     stop_if_exceeded,
 )
 from lmpc.compiler.passes.base import BudgetExceeded, Candidate, PassContext, PassResult
+from lmpc.ir import PredictorIR, ProgramIR
 
 log = logging.getLogger("lmpc")
 PASS = "copro"

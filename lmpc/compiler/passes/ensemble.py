@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmpc.compiler.ir import EnsembleIR, PredictorIR, ProgramIR
 from lmpc.compiler.passes._demos import PassError, rng_for
 from lmpc.compiler.passes.base import Candidate, PassContext, PassResult
+from lmpc.ir import EnsembleIR, PredictorIR, ProgramIR
 
 
 def ensemble(

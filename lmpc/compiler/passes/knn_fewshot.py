@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmpc.compiler.ir import ProgramIR
 from lmpc.compiler.passes._demos import (
     PassError,
     clear_demos,
@@ -39,6 +38,7 @@ from lmpc.compiler.passes._demos import (
 from lmpc.compiler.passes._teacher import calls_per_run, resolve_teacher
 from lmpc.compiler.passes.base import PassContext, PassResult
 from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, Walk, walk_teacher
+from lmpc.ir import ProgramIR
 
 PASS = "knn_fewshot"
 

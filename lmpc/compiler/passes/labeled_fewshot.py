@@ -6,8 +6,9 @@ A demo holds the row's fields that the predictor's signature has (inputs and out
 
 Before / after, for ``QA(q) -> a`` with ``predict Answer(question = q)``:
 
->>> from lmpc.compiler.ir import *
->>> from lmpc.compiler.passes.base import Example, PassContext
+>>> from lmpc.ir import *
+>>> from lmpc.ir import Example
+>>> from lmpc.compiler.passes.base import PassContext
 >>> s = TypeRef(kind="str")
 >>> sig = SignatureIR(name="Answer", inputs=[FieldIR(name="question", type=s)],
 ...                   outputs=[FieldIR(name="a", type=s)])
@@ -29,9 +30,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmpc.compiler.ir import ProgramIR
 from lmpc.compiler.passes._demos import demo_counts, labeled_demos, rng_for, seeded_sample
-from lmpc.compiler.passes.base import Example, PassContext, PassResult
+from lmpc.compiler.passes.base import PassContext, PassResult
+from lmpc.ir import Example, ProgramIR
 
 
 def labeled_fewshot(

@@ -44,7 +44,6 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from lmpc.compiler.ir import Demo, ProgramIR
 from lmpc.compiler.passes import _study
 from lmpc.compiler.passes._demos import (
     PassError,
@@ -70,6 +69,7 @@ from lmpc.compiler.passes.base import (
 from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, bootstrap
 from lmpc.compiler.passes.copro import module_predictors, predictor_calls
 from lmpc.compiler.passes.labeled_fewshot import apply_labeled
+from lmpc.ir import Demo, ProgramIR
 
 log = logging.getLogger("lmpc")
 PASS = "mipro_v2"

@@ -6,7 +6,7 @@ text-mode (base) models, field headers for chat models.
 
 from __future__ import annotations
 
-from lmpc.compiler.ir import LMIR
+from lmpc.ir import LMIR
 from lmpc.runtime.adapters.base import Adapter, Rendered
 from lmpc.runtime.adapters.chat import ChatAdapter
 from lmpc.runtime.adapters.completion import CompletionAdapter

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from lmpc.compiler.ir import FieldIR, PredictorIR, ProgramIR, SignatureIR
+from lmpc.ir import FieldIR, PredictorIR, ProgramIR, SignatureIR
 from lmpc.runtime.types import describe, render_value
 
 ENV = jinja2.Environment(

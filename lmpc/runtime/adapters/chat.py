@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lmpc.compiler.ir import ProgramIR, SignatureIR
+from lmpc.ir import ProgramIR, SignatureIR
 from lmpc.runtime.adapters.base import (
     ENV,
     FIELD_LIST,

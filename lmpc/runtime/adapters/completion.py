@@ -25,7 +25,7 @@ from typing import Any
 
 import jinja2
 
-from lmpc.compiler.ir import FieldIR, ProgramIR, SignatureIR
+from lmpc.ir import FieldIR, ProgramIR, SignatureIR
 from lmpc.runtime.adapters.base import (
     Adapter,
     Rendered,

@@ -10,7 +10,7 @@ asks for, so the model's most likely tokens are usually allowed anyway.
 Under a grammar every value is one line: text is a line, lists and objects are compact
 JSON (the layout renders demo outputs the same way).
 
->>> from lmpc.compiler.ir import FieldIR, TypeRef
+>>> from lmpc.ir import FieldIR, TypeRef
 >>> print(completion_grammar([FieldIR(name="stars", type=TypeRef(kind="int"))]))
 root ::= " "? v0 "\\n"?
 v0 ::= int
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from lmpc.compiler.ir import FieldIR, ProgramIR, TypeRef
+from lmpc.ir import FieldIR, ProgramIR, TypeRef
 
 # Shared rules, added to a grammar when a value refers to them.
 RULES = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lmpc.compiler.ir import ProgramIR, SignatureIR
+from lmpc.ir import ProgramIR, SignatureIR
 from lmpc.runtime.adapters.base import ENV, FIELD_LIST, excerpt
 from lmpc.runtime.adapters.chat import ChatAdapter
 from lmpc.runtime.errors import ParseFailure

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from lmpc.compiler.ir import LMIR, FieldIR, PredictorIR, ProgramIR, SignatureIR, TypeRef
+from lmpc.ir import LMIR, FieldIR, PredictorIR, ProgramIR, SignatureIR, TypeRef
 from lmpc.runtime.adapters import ADAPTERS, FALLBACK, Rendered, choose, takes_grammar
 from lmpc.runtime.adapters.completion import CompletionAdapter
 from lmpc.runtime.context import RunContext

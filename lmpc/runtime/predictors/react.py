@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from lmpc.compiler.ir import FieldIR, SignatureIR, ToolIR, TypeRef
+from lmpc.ir import FieldIR, SignatureIR, ToolIR, TypeRef
 from lmpc.runtime.adapters.grammar import react_step_grammar
 from lmpc.runtime.errors import ParseFailure, RuntimeFailure
 from lmpc.runtime.predictors.call import DERIVED, StepCall, with_hints

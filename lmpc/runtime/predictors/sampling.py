@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lmpc.compiler.ir import FieldIR, TypeRef
+from lmpc.ir import FieldIR, TypeRef
 from lmpc.runtime.errors import RuntimeFailure
 from lmpc.runtime.predictors.call import StepCall
 from lmpc.runtime.predictors.simple import REASONING, with_reasoning

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmpc.compiler.ir import FieldIR, SignatureIR, TypeRef
+from lmpc.ir import FieldIR, SignatureIR, TypeRef
 from lmpc.runtime.predictors.call import DERIVED, StepCall
 
 REASONING = FieldIR(

@@ -14,19 +14,15 @@ An enum value written by name (``low``) becomes the string literal ``"low"``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lmpc.compiler.ir import ExprIR, TypeRef
-from lmpc.compiler.resolve_context import Ctx
+from lmpc.compiler.check.context import Ctx, Env
 from lmpc.diagnostics import suggest
 from lmpc.grammar import ast
-from lmpc.runtime.constraints import FUNCTIONS as RUNTIME_FUNCTIONS
+from lmpc.ir import CONSTRAINT_FUNCTIONS, ExprIR, TypeRef
 
-if TYPE_CHECKING:
-    from lmpc.compiler.resolve_modules import Env
-
-#: Functions a constraint may call: exactly those the runtime evaluates.
-FUNCTIONS = tuple(RUNTIME_FUNCTIONS)
+#: Functions a constraint may call (the IR's list; the runtime evaluates exactly these).
+FUNCTIONS = CONSTRAINT_FUNCTIONS
 
 
 class _Bad(Exception):

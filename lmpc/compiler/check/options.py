@@ -12,11 +12,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from lmpc.compiler.ir import RetrieveIR
-from lmpc.compiler.resolve_context import Ctx
-from lmpc.compiler.resolve_scope import duplicates
+from lmpc.compiler.check.context import Ctx
+from lmpc.compiler.check.scope import duplicates
 from lmpc.diagnostics import suggest
 from lmpc.grammar import ast
+from lmpc.ir import RetrieveIR
 
 ADAPTERS = ("auto", "chat", "json", "completion")
 

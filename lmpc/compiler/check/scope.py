@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmpc.compiler.ir import Span
 from lmpc.diagnostics import Diagnostic, suggest
 from lmpc.grammar import ast
+from lmpc.ir import Span
 
 MAX_ERRORS = 50
 

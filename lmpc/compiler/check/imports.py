@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmpc.compiler.ir import Span
-from lmpc.compiler.resolve_scope import Scope, SourceText
+from lmpc.compiler.check.scope import Scope, SourceText
 from lmpc.grammar import ast
 from lmpc.grammar.parser import parse
+from lmpc.ir import Span
 
 
 @dataclass

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmpc.compiler.ir import TypeRef
-from lmpc.compiler.resolve_scope import Scope
+from lmpc.compiler.check.scope import Scope
 from lmpc.grammar import ast
+from lmpc.ir import TypeRef
 
 SCALARS = ("str", "int", "float", "bool", "any")
 GENERICS = {"list": 1, "dict": 2}

@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmpc.compiler.ir import ProgramIR, Span, TypeRef
-from lmpc.compiler.resolve_scope import Scope
-from lmpc.compiler.typecheck import TypeResolver, assignable, literal_fits
+from lmpc.compiler.check.scope import Scope
+from lmpc.compiler.check.typecheck import TypeResolver, assignable, literal_fits
+from lmpc.grammar import ast
+from lmpc.ir import ProgramIR, Span, TypeRef
 
 
 @dataclass
@@ -60,3 +61,14 @@ def _mismatch_hint(src: TypeRef, dst: TypeRef) -> str | None:
     if src.kind == "str" and dst.kind in ("int", "float", "bool", "enum"):
         return f"declare the source field as {dst} so the model's answer is parsed as one"
     return None
+
+
+@dataclass
+class Env:
+    """Names visible in a module body while checking it."""
+
+    module: str
+    inputs: dict[str, TypeRef]
+    order: dict[str, ast.Step]  # every step of the body, to tell "later" from "unknown"
+    outputs: dict[str, dict[str, TypeRef]] = field(default_factory=dict)  # checked steps
+    index: dict[str, int] = field(default_factory=dict)

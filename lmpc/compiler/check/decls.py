@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
-from lmpc.compiler.ir import (
+from lmpc.compiler.check.context import Ctx
+from lmpc.compiler.check.scope import NotLiteral, duplicates, plain_value
+from lmpc.diagnostics import suggest
+from lmpc.grammar import ast
+from lmpc.ir import (
     LMIR,
     ClassIR,
     EnumIR,
@@ -12,10 +16,6 @@ from lmpc.compiler.ir import (
     SignatureIR,
     ToolIR,
 )
-from lmpc.compiler.resolve_context import Ctx
-from lmpc.compiler.resolve_scope import NotLiteral, duplicates, plain_value
-from lmpc.diagnostics import suggest
-from lmpc.grammar import ast
 
 # Setting keys that hold secrets: their value must come from the environment.
 _SECRET_KEY = re.compile(r"(^|_)(api_key|key|token|secret|password)$")

@@ -1,4 +1,4 @@
-"""Semantic analysis: ``.lmp`` files -> a checked :class:`~lmpc.compiler.ir.ProgramIR`.
+"""Semantic analysis: ``.lmp`` files -> a checked :class:`~lmpc.ir.ProgramIR`.
 
 :func:`load_program` parses the root file and its imports, merges their declarations,
 resolves every name, checks types along the dataflow of each module, checks datasets,
@@ -73,24 +73,24 @@ from __future__ import annotations
 import logging
 import os
 
-from lmpc.compiler.ir import ProgramIR, SourceIR, Span
-from lmpc.compiler.resolve_context import Ctx
-from lmpc.compiler.resolve_data import check_dataset, check_metric
-from lmpc.compiler.resolve_decls import (
+from lmpc.compiler.check.context import Ctx
+from lmpc.compiler.check.data import check_dataset, check_metric
+from lmpc.compiler.check.decls import (
     check_class,
     check_enum,
     check_lm,
     check_signature,
     check_tool,
 )
-from lmpc.compiler.resolve_imports import LoadedFile, load_files
-from lmpc.compiler.resolve_modules import CallEdge, check_body, check_recursion, module_header
-from lmpc.compiler.resolve_optimize import check_optimize, check_test
-from lmpc.compiler.resolve_scope import MAX_ERRORS, NAMESPACES, Scope, TooManyErrors
-from lmpc.compiler.typecheck import GENERICS, SCALARS, TypeResolver
+from lmpc.compiler.check.imports import LoadedFile, load_files
+from lmpc.compiler.check.modules import CallEdge, check_body, check_recursion, module_header
+from lmpc.compiler.check.optimize import check_optimize, check_test
+from lmpc.compiler.check.scope import MAX_ERRORS, NAMESPACES, Scope, TooManyErrors
+from lmpc.compiler.check.typecheck import GENERICS, SCALARS, TypeResolver
 from lmpc.diagnostics import Diagnostic
 from lmpc.grammar import ast
 from lmpc.grammar.parser import gc_paused
+from lmpc.ir import ProgramIR, SourceIR, Span
 
 log = logging.getLogger("lmpc")
 

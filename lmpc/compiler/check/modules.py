@@ -8,12 +8,18 @@ earlier step's output (``t.reason``), or an enum value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from lmpc.compiler.ir import (
+from lmpc.compiler.check.context import Ctx, Env
+from lmpc.compiler.check.exprs import constraint_expr, resolve_value
+from lmpc.compiler.check.options import predictor_options, retrieve_options
+from lmpc.compiler.check.scope import duplicates
+from lmpc.diagnostics import suggest
+from lmpc.grammar import ast
+from lmpc.ir import (
     ConstraintIR,
     ExprIR,
     FieldIR,
@@ -25,29 +31,12 @@ from lmpc.compiler.ir import (
     StepIR,
     TypeRef,
 )
-from lmpc.compiler.resolve_context import Ctx
-from lmpc.compiler.resolve_exprs import constraint_expr, resolve_value
-from lmpc.compiler.resolve_options import predictor_options, retrieve_options
-from lmpc.compiler.resolve_scope import duplicates
-from lmpc.diagnostics import suggest
-from lmpc.grammar import ast
 
 STR = TypeRef(kind="str")
 PASSAGES = TypeRef(kind="list", args=[STR])
 # Extra outputs some predictor kinds add to the signature's own.
 EXTRA_OUTPUTS = {"chain_of_thought": {"reasoning": STR},
                  "multi_chain_comparison": {"reasoning": STR}}
-
-
-@dataclass
-class Env:
-    """Names visible in a module body while checking it."""
-
-    module: str
-    inputs: dict[str, TypeRef]
-    order: dict[str, ast.Step]  # every step of the body, to tell "later" from "unknown"
-    outputs: dict[str, dict[str, TypeRef]] = field(default_factory=dict)  # checked steps
-    index: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,7 +50,7 @@ class CallEdge:
 
 def module_header(decl: ast.ModuleDecl, ctx: Ctx) -> ModuleIR:
     """Inputs and outputs only, so that bodies can call modules declared later."""
-    from lmpc.compiler.resolve_decls import param_fields
+    from lmpc.compiler.check.decls import param_fields
 
     outputs = param_fields(decl.outputs, ctx, f"module {decl.name} outputs")
     for p, out in zip(decl.outputs, outputs, strict=True):

@@ -8,11 +8,11 @@ import io
 import json
 import re
 
-from lmpc.compiler.ir import DatasetIR, MetricIR, SplitIR
-from lmpc.compiler.resolve_context import Ctx
-from lmpc.compiler.resolve_scope import duplicates
+from lmpc.compiler.check.context import Ctx
+from lmpc.compiler.check.scope import duplicates
 from lmpc.diagnostics import suggest
 from lmpc.grammar import ast
+from lmpc.ir import DatasetIR, MetricIR, SplitIR
 
 FORMATS = ("jsonl", "csv", "json")
 DATASET_OPTIONS = ("inputs", "map", "split")

@@ -5,19 +5,19 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from lmpc.compiler.ir import BudgetIR, ExpectIR, ModuleIR, OptimizeIR, PassIR, TestIR
-from lmpc.compiler.optimizers import (
+from lmpc.compiler.check.context import Ctx
+from lmpc.compiler.check.data import dataset_fields, metric_cycle, metric_fields
+from lmpc.compiler.check.optimizer_specs import (
     LM_ROLES,
     OPTIMIZERS,
     all_names,
     canonical_name,
     validate_params,
 )
-from lmpc.compiler.resolve_context import Ctx
-from lmpc.compiler.resolve_data import dataset_fields, metric_cycle, metric_fields
-from lmpc.compiler.resolve_scope import NotLiteral, duplicates, plain_value
+from lmpc.compiler.check.scope import NotLiteral, duplicates, plain_value
 from lmpc.diagnostics import suggest
 from lmpc.grammar import ast
+from lmpc.ir import BudgetIR, ExpectIR, ModuleIR, OptimizeIR, PassIR, TestIR
 
 OPTIONS = (*LM_ROLES, "budget", "seed", "threads")
 PROBLEM_CODES = {"unknown": "E1209", "type": "E1601", "range": "E1602", "conflict": "E1603"}

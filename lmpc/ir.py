@@ -19,6 +19,7 @@ Conventions
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -213,6 +214,13 @@ class ExprIR(Node):
     path: list[str] = Field(default_factory=list)
     value: Any = None
     span: Span | None = None
+
+
+#: The functions a constraint expression may call. The checker accepts exactly these and
+#: the runtime evaluates exactly these (``lmpc.runtime.constraints.FUNCTIONS``; a test
+#: keeps the two equal), so the list is part of the IR's contract.
+CONSTRAINT_FUNCTIONS = ("len", "lower", "upper", "strip", "str", "int", "float", "abs", "min",
+                        "max", "words", "startswith", "endswith", "contains", "matches")
 
 
 class ConstraintIR(Node):
@@ -437,3 +445,19 @@ class ProgramIR(Node):
 
         walk(module)
         return [self.predictors[p] for p in seen]
+
+
+# A dataset row is data every stage above the IR shares (eval loads it, passes learn from
+# it, metrics score it), so it lives here rather than with the passes.
+@dataclass(frozen=True)
+class Example:
+    """One dataset row: input fields, label fields, and where it came from."""
+
+    inputs: dict[str, Any]
+    labels: dict[str, Any]
+    source: str = ""  # "file.jsonl:12" — so a bad row can be named
+    index: int = 0
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return {**self.inputs, **self.labels}
