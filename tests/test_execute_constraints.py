@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmpc.compiler.ir import ConstraintIR
+from lmpc.ir import ConstraintIR
 from lmpc.runtime.constraints import evaluate, first_failure, holds
 from lmpc.runtime.errors import RuntimeFailure
 
@@ -50,3 +50,10 @@ def test_type_errors_fail_the_constraint_and_unknowns_are_errors() -> None:
         evaluate({"call": "shout", "args": []}, resolve)
     with pytest.raises(RuntimeFailure, match="unsupported operator '\\*\\*'"):
         evaluate({"op": "**", "args": [1, 2]}, resolve)
+
+
+def test_the_runtime_evaluates_exactly_the_functions_the_ir_allows():
+    from lmpc.ir import CONSTRAINT_FUNCTIONS
+    from lmpc.runtime.constraints import FUNCTIONS
+
+    assert sorted(FUNCTIONS) == sorted(CONSTRAINT_FUNCTIONS)
