@@ -106,6 +106,41 @@ def test_suggest_continues_after_its_retries() -> None:
     assert ctx.stats.get("suggest_failures") == 1
 
 
+def priority_is(op: str, value: str, kind: str, max_retries: int) -> ConstraintIR:
+    expr = {"op": op, "args": [{"ref": ["t", "priority"]}, value]}
+    return ConstraintIR(kind=kind, expr=expr, message=f"{kind}: priority {op} {value}",
+                        max_retries=max_retries)
+
+
+def test_a_failing_suggest_before_an_assert_does_not_switch_the_assert_off() -> None:
+    # The suggestion runs out of retries first; the assert after it must still fail the
+    # example (it used to be skipped: the constraint loop stopped at the suggestion).
+    transport = ScriptedTransport(default=chat_reply(priority="low"))
+    ctx = context(transport)
+    program = triage_program(constraints=[priority_is("==", "high", "suggest", 1),
+                                          priority_is("matches", "^(medium|high)$",
+                                                      "assert", 1)])
+    with pytest.raises(ConstraintFailed, match=r"assert failed: assert: priority matches"):
+        run_module(program, "Support", {"ticket": "x"}, ctx)
+    assert ctx.stats.get("suggest_failures") == 1
+    assert len(transport.requests) == 2
+
+
+def test_an_assert_after_a_given_up_suggest_still_gets_its_own_retries() -> None:
+    transport = ScriptedTransport(replies=[chat_reply(priority="low"),
+                                           chat_reply(priority="low"),
+                                           chat_reply(priority="medium")])
+    ctx = context(transport)
+    program = triage_program(constraints=[priority_is("==", "high", "suggest", 1),
+                                          priority_is("!=", "low", "assert", 2)])
+    assert run_module(program, "Support", {"ticket": "x"}, ctx).outputs == {
+        "priority": "medium"}
+    feedback = [r.messages[-1]["content"] for r in transport.requests[1:]]
+    assert "suggest: priority == high" in feedback[0]
+    assert "assert: priority != low" in feedback[1]  # the assert's own message fed back
+    assert ctx.stats.get("suggest_failures") == 1 and ctx.stats.get("constraint_retries") == 2
+
+
 def test_retrieve_step_bm25_over_a_local_corpus(tmp_path: Path) -> None:
     (tmp_path / "kb.txt").write_text(
         "Reset a password from the login page.\n\n"

@@ -165,15 +165,19 @@ class _Runner:
         hints: dict[str, str] | None = None
         retries = 0
         call_ids: list[str] = []  # every attempt's calls belong to the step
+        given_up: list[ConstraintIR] = []  # suggestions whose retries ran out
         while True:
             outputs, record = self._execute(mod, step, args, hints)
             call_ids += record.call_ids if record else []
-            failed = self._check(step, outputs, env, mod)
+            failed = self._check(step, outputs, env, mod, given_up)
+            # A suggestion out of retries is let go, but the constraints after it still
+            # hold: an assert written after a failing suggest must not be skipped.
+            while failed is not None and not (step.kind == "predictor"
+                                              and retries < failed.max_retries):
+                self._give_up(mod, step, failed)  # raises for an assert
+                given_up.append(failed)
+                failed = self._check(step, outputs, env, mod, given_up)
             if failed is None:
-                break
-            can_retry = step.kind == "predictor" and retries < failed.max_retries
-            if not can_retry:
-                self._give_up(mod, step, failed)
                 break
             retries += 1
             self.ctx.stats.incr("constraint_retries")
@@ -239,11 +243,13 @@ class _Runner:
     # ------------------------------------------------------------ constraints
 
     def _check(self, step: StepIR, outputs: dict[str, Any], env: dict[str, Any],
-               mod: ModuleIR) -> ConstraintIR | None:
-        if not step.constraints:
+               mod: ModuleIR, given_up: list[ConstraintIR]) -> ConstraintIR | None:
+        """The first constraint that fails, leaving out suggestions already let go."""
+        pending = [c for c in step.constraints if not any(c is g for g in given_up)]
+        if not pending:
             return None
         scope = {**env, step.name: outputs}
-        return first_failure(step.constraints, lambda path: lookup(path, scope, mod))
+        return first_failure(pending, lambda path: lookup(path, scope, mod))
 
     def _give_up(self, mod: ModuleIR, step: StepIR, failed: ConstraintIR) -> None:
         where = f" ({failed.span})" if failed.span else ""
