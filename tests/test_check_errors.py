@@ -174,6 +174,29 @@ def test_did_you_mean_hints(tmp_path: Path) -> None:
     assert [d.hint for d in diags] == ["did you mean 'breadth'?", "did you mean 'light'?"]
 
 
+def test_dspy_arguments_of_a_pass_point_at_the_block_setting(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text('{"q": "hi", "a": "low"}\n')
+    _, diags, _ = check_text(PRELUDE + "optimize M with acc on d {\n"
+                             "  copro(num_threads = 4, metric = acc)\n}\n" + GOOD_MODULE,
+                             str(tmp_path / "main.lmp"))
+    assert [(d.code, d.span.line - PRELUDE_LINES, d.span.col) for d in diags] == [
+        ("E1209", 2, 9), ("E1209", 2, 26)]
+    assert "threads: N" in diags[0].hint and "with METRIC" in diags[1].hint
+
+
+def test_a_bare_pass_checks_like_one_with_empty_parentheses(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text('{"q": "hi", "a": "low"}\n')
+    bare, diags, _ = check_text(PRELUDE + "optimize M with acc on d {\n  copro\n"
+                                "  then labeled_fewshot\n}\n" + GOOD_MODULE,
+                                str(tmp_path / "main.lmp"))
+    parens, _, _ = check_text(PRELUDE + "optimize M with acc on d {\n  copro()\n"
+                              "  then labeled_fewshot()\n}\n" + GOOD_MODULE,
+                              str(tmp_path / "main.lmp"))
+    assert diags == [] and bare is not None and parens is not None
+    assert [p.model_dump(exclude={"span"}) for p in bare.optimizes[0].passes] == [
+        p.model_dump(exclude={"span"}) for p in parens.optimizes[0].passes]
+
+
 def test_import_cycle(tmp_path: Path) -> None:
     (tmp_path / "a.lmp").write_text('import "b.lmp"\nenum A { x }\n')
     (tmp_path / "b.lmp").write_text('enum B { y }\nimport "a.lmp"\n')

@@ -177,3 +177,8 @@ def test_comments_inside_collapsed_constructs_are_kept_in_order() -> None:
 """
     once = format_source(src, "a.lmp")
     assert format_source(once, "a.lmp") == once
+
+
+def test_a_bare_pass_stays_bare_and_parentheses_stay() -> None:
+    src = "optimize M with a on d {\n  copro\n  then ensemble()\n}\n"
+    assert format_source(src, "p.lmp") == src

@@ -220,6 +220,15 @@ def test_optimize_pipeline() -> None:
     assert (d.passes[1].span.line, d.passes[1].span.col) == (7, 8)
 
 
+def test_a_pass_without_parameters_may_be_written_bare() -> None:
+    d = one("optimize M with acc on d {\n  copro\n  then mipro_v2\n  threads: 2\n"
+            "  then ensemble()\n}")
+    assert [(p.name, p.args, p.parens) for p in d.passes] == [
+        ("copro", [], False), ("mipro_v2", [], False), ("ensemble", [], True)]
+    assert [o.key for o in d.options] == ["threads"]
+    assert (d.passes[1].span.line, d.passes[1].span.col) == (3, 8)
+
+
 def test_test_block() -> None:
     d = one('test "outage is high" { Support(ticket = "Site down") '
             'expect priority == high, summary contains "down" expect len(summary) > 3 }')

@@ -509,10 +509,12 @@ class MetricDecl(Node):
 
 @dataclass
 class PassCall(Node):
-    """One optimizer pass in a pipeline: ``mipro_v2(auto = light)``."""
+    """One optimizer pass in a pipeline: ``mipro_v2(auto = light)``, or ``copro`` alone
+    (``parens`` False: written without parentheses, kept so by the formatter)."""
 
     name: str
     args: list[Arg]
+    parens: bool = field(default=True, compare=False)
     span: Span = _span()
 
 

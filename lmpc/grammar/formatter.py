@@ -299,7 +299,8 @@ class _Printer:
         for o in d.options:
             yield self.line(f"{o.key}: {expr(o.value)}", o, 1)
         for i, p in enumerate(d.passes):
-            yield self.line(("then " if i else "") + p.name + args(p.args), p, 1)
+            written = args(p.args) if p.parens or p.args else ""
+            yield self.line(("then " if i else "") + p.name + written, p, 1)
         yield self.close(d)
 
     def decl_TestDecl(self, d: ast.TestDecl) -> Iterator[Item]:

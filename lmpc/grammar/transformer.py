@@ -376,6 +376,8 @@ class ToAst:
                                 options=options, passes=passes, span=self.span(pos))
 
     def pass_call(self, pos: Pos, c: list) -> ast.PassCall:
+        if len(c) == 1:  # a bare name: the pass with its defaults
+            return ast.PassCall(name=str(c[0]), args=[], parens=False, span=self.span(pos))
         return ast.PassCall(name=str(c[0]), args=c[1], span=self.span(pos))
 
     # ------------------------------------------------------------ tests

@@ -21,6 +21,22 @@ from lmpc.ir import BudgetIR, ExpectIR, ModuleIR, OptimizeIR, PassIR, TestIR
 
 OPTIONS = (*LM_ROLES, "budget", "seed", "threads")
 PROBLEM_CODES = {"unknown": "E1209", "type": "E1601", "range": "E1602", "conflict": "E1603"}
+# DSPy optimizer arguments that are settings of the whole optimize block in lmpc: a pass
+# given one gets a pointer to the setting instead of a bare "unknown parameter".
+DSPY_BLOCK_SETTINGS = {
+    "num_threads": "parallel runs are set for the whole block: write `threads: N` in the "
+                   "optimize block",
+    "metric": "the metric is named by the block: optimize PROGRAM with METRIC on DATASET",
+    "trainset": "the data comes from the block's `on DATASET` and its split",
+    "valset": "the data comes from the block's `on DATASET` and its split",
+    "devset": "the data comes from the block's `on DATASET` and its split",
+    "task_model": "the task model is the block's `lm: NAME` setting",
+    "prompt_model": "the prompt model is the block's `prompt_model: NAME` setting",
+    "student": "the student is the optimized program itself",
+    "display_progress": "progress is shown on stderr (lmpc build --quiet hides it)",
+    "display_table": "progress is shown on stderr (lmpc build --quiet hides it)",
+    "verbose": "progress is shown on stderr (lmpc build --quiet hides it)",
+}
 EXPECT_OPS = ("==", "!=", "contains", "matches", "<", "<=", ">", ">=")
 
 
@@ -151,6 +167,8 @@ def _pass(call: ast.PassCall, ctx: Ctx) -> PassIR | None:
             scope.name_span(arg.span, arg.name or "") if problem.kind == "unknown"
             else arg.value.span)
         hint = f"did you mean '{problem.suggestion}'?" if problem.suggestion else None
+        if problem.kind == "unknown" and problem.param in DSPY_BLOCK_SETTINGS:
+            hint = DSPY_BLOCK_SETTINGS[problem.param]
         if problem.kind == "unknown" and hint is None:
             hint = "parameters: " + ", ".join(p.name for p in OPTIMIZERS[name].params)
         scope.error(PROBLEM_CODES[problem.kind], problem.message, span, hint)
