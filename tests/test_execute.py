@@ -141,6 +141,21 @@ def test_an_assert_after_a_given_up_suggest_still_gets_its_own_retries() -> None
     assert ctx.stats.get("suggest_failures") == 1 and ctx.stats.get("constraint_retries") == 2
 
 
+def test_a_module_input_left_out_takes_its_declared_default(tmp_path: Path) -> None:
+    from lmpc.compiler.check.program import check_text
+
+    program, diags, _ = check_text(
+        'signature S = "q, k: int -> a"\n'
+        "module Inner(q: str, k: int = 3) -> (a: str) {\n  s = predict S(q = q, k = k)\n"
+        "  return (a = s.a)\n}\n"
+        "module Outer(q: str) -> (a: str) {\n  i = Inner(q = q)\n  return (a = i.a)\n}\n",
+        str(tmp_path / "m.lmp"))
+    assert diags == [] and program is not None
+    transport = ScriptedTransport(default=chat_reply(a="ok"))
+    pred = run_module(program, "Outer", {"q": "x"}, context(transport))
+    assert pred.outputs == {"a": "ok"} and pred.trace[0].inputs == {"q": "x", "k": 3}
+
+
 def test_retrieve_step_bm25_over_a_local_corpus(tmp_path: Path) -> None:
     (tmp_path / "kb.txt").write_text(
         "Reset a password from the login page.\n\n"

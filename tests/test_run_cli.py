@@ -71,11 +71,30 @@ def test_bad_row_names_file_and_line(artifact: Path, tmp_path: Path) -> None:
 
 def test_failed_row_prints_null_and_exits_1(artifact: Path, tmp_path: Path) -> None:
     rows = tmp_path / "rows.jsonl"
-    rows.write_text('{"ticket": "down"}\n{"other": 1}\n')
-    result = run([str(artifact), "--input-file", str(rows)])
+    rows.write_text('{"ticket": "down"}\n{"ticket": "unparseable"}\n')
+    transport = ScriptedTransport(fn=lambda r: "no fields here" if "unparseable" in
+                                  r.messages[-1]["content"] else reply(r))
+    result = run([str(artifact), "--input-file", str(rows)], transport)
     assert result.exit_code == 1
     assert result.stdout.splitlines() == ['{"priority": "high"}', "null"]
-    assert f"{rows}:2: module Support needs input 'ticket'" in result.stderr
+    assert f"{rows}:2: " in result.stderr
+
+
+def test_a_missing_input_is_an_error_before_any_lm_call_and_prints_no_null(
+        artifact: Path, tmp_path: Path) -> None:
+    transport = ScriptedTransport(fn=reply)
+    result = run([str(artifact), "--input", '{"tickt": "site down"}'], transport)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "error: --input: module Support needs input 'ticket' (str); the input has 'tickt' "
+        "(is 'tickt' a misspelling of 'ticket'?)")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"ticket": "down"}\n{"other": 1}\n{}\n')
+    result = run([str(artifact), "--input-file", str(rows)], transport)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert [line.split(": module")[0] for line in result.stderr.splitlines()] == [
+        f"error: {rows}:2", f"error: {rows}:3"]
+    assert transport.requests == []
 
 
 @pytest.mark.parametrize(

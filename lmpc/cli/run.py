@@ -2,7 +2,9 @@
 
 A ``.lmp`` file runs the unoptimized program; anything else is read as an artifact.
 Outputs go to stdout (``null`` for a row that failed, so lines stay aligned with the
-inputs); errors go to stderr; the exit code is 1 if anything failed.
+inputs); errors go to stderr; the exit code is 1 if anything failed. Rows are checked
+against the module's inputs first: a row that lacks one (or whose value does not fit its
+type) stops the run before any LM call, with nothing on stdout.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def command(
     try:
         rows = _rows(input_json, input_file)
         program, module = _load(target, program_name)
+        _check_rows(program, module, rows, input_file)
         ctx = _context(program, lm_name, no_cache, cache_dir, allow_tools, obj.get("transport"))
         from lmpc.runtime.execute import run_batch
 
@@ -67,6 +70,32 @@ def command(
     if fallbacks:
         click.echo(f"note: {fallbacks} repl(ies) needed the JSON fallback format", err=True)
     sys.exit(1 if failed else 0)
+
+
+def _check_rows(program: ProgramIR, module: str, rows: list[dict[str, Any]],
+                input_file: str | None) -> None:
+    """Every row has the module's inputs, of the right types, before any LM is called;
+    otherwise one error line per bad row and nothing on stdout."""
+    import difflib
+
+    from lmpc.runtime.errors import MissingInput, RuntimeFailure
+    from lmpc.runtime.execute import module_inputs
+
+    problems = []
+    for i, row in enumerate(rows, start=1):
+        where = f"{input_file}:{i}" if input_file else "--input"
+        try:
+            module_inputs(program, program.modules[module], row)
+        except MissingInput as exc:
+            close = difflib.get_close_matches(exc.name, exc.given, n=1, cutoff=0.6)
+            hint = f" (is {close[0]!r} a misspelling of {exc.name!r}?)" if close else ""
+            problems.append(f"{where}: {exc}{hint}")
+        except RuntimeFailure as exc:
+            problems.append(f"{where}: {exc}")
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"]
+                                 if len(problems) > 20 else [])
+        raise CLIError("\nerror: ".join(shown))
 
 
 def _report(results: list[Any], input_file: str | None) -> int:

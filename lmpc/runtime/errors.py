@@ -21,3 +21,11 @@ class ConstraintFailed(RuntimeFailure):
 
 class ToolNotAllowed(RuntimeFailure):
     """A program wanted to import a Python tool that the caller did not allow."""
+
+
+class MissingInput(RuntimeFailure):
+    """A module was run without one of its required inputs."""
+
+    def __init__(self, message: str, name: str, given: list[str]) -> None:
+        super().__init__(message)
+        self.name, self.given = name, given

@@ -31,7 +31,13 @@ from lmpc.ir import (
 )
 from lmpc.runtime.constraints import first_failure
 from lmpc.runtime.context import RunContext, RunStats
-from lmpc.runtime.errors import ConstraintFailed, ParseFailure, RuntimeFailure, ToolNotAllowed
+from lmpc.runtime.errors import (
+    ConstraintFailed,
+    MissingInput,
+    ParseFailure,
+    RuntimeFailure,
+    ToolNotAllowed,
+)
 from lmpc.runtime.execute_types import Prediction, TraceStep
 from lmpc.runtime.predictors import StepCall, run_predictor
 from lmpc.runtime.retrieve import retrieve
@@ -45,6 +51,7 @@ __all__ = [
     "RunStats",
     "TraceStep",
     "default_task_lm",
+    "module_inputs",
     "run_batch",
     "run_module",
 ]
@@ -138,18 +145,7 @@ class _Runner:
             self.depth -= 1
 
     def _inputs(self, mod: ModuleIR, inputs: dict[str, Any]) -> dict[str, Any]:
-        values = dict(inputs)
-        for f in mod.inputs:
-            if f.name not in inputs:
-                if f.type.kind == "optional":
-                    values[f.name] = None
-                    continue
-                raise RuntimeFailure(f"module {mod.name} needs input {f.name!r} ({f.type})")
-            try:
-                values[f.name] = coerce(inputs[f.name], f.type, self.program, f.name)
-            except ParseFailure as exc:
-                raise RuntimeFailure(f"module {mod.name}: input {exc}") from None
-        return values
+        return module_inputs(self.program, mod, inputs)
 
     def _returns(self, mod: ModuleIR, env: dict[str, Any]) -> dict[str, Any]:
         if mod.returns:
@@ -258,6 +254,26 @@ class _Runner:
                                    f"{failed.message}")
         self.ctx.stats.incr("suggest_failures")
         log.info("%s.%s: suggestion not met%s: %s", mod.name, step.name, where, failed.message)
+
+
+def module_inputs(program: ProgramIR, mod: ModuleIR, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs of ``mod`` coerced to their types; a missing one takes its default
+    (``none`` for an optional). Raises ``RuntimeFailure`` naming what is wrong, so a
+    caller can check its rows before any LM is called."""
+    values = dict(inputs)
+    for f in mod.inputs:
+        if f.name not in inputs:
+            if f.default is not None or f.type.kind == "optional":
+                values[f.name] = f.default
+                continue
+            given = ", ".join(repr(k) for k in sorted(inputs)) or "no fields"
+            raise MissingInput(f"module {mod.name} needs input {f.name!r} ({f.type}); "
+                               f"the input has {given}", f.name, sorted(inputs))
+        try:
+            values[f.name] = coerce(inputs[f.name], f.type, program, f.name)
+        except ParseFailure as exc:
+            raise RuntimeFailure(f"module {mod.name}: input {exc}") from None
+    return values
 
 
 def resolve(expr: ExprIR, env: dict[str, Any], mod: ModuleIR) -> Any:
