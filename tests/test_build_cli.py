@@ -230,6 +230,23 @@ def test_build_summary_table_and_progress(tmp_path: Path) -> None:
     assert out.is_file()
 
 
+def test_a_train_only_dataset_reports_trainset_scores(tmp_path: Path) -> None:
+    _needs_checker()
+    source = _source(tmp_path)
+    source.write_text(SOURCE.replace("split: train 0.4, val 0.3, test 0.3, seed 3", ""))
+    out = tmp_path / "x.json"
+    result = _invoke(["build", str(source), "-o", str(out), "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert "train (n=20)" in result.stdout and "scored on the trainset" in result.stdout
+    summary = _invoke(["build", str(source), "-o", str(out), "--no-cache", "--json"])
+    assert json.loads(summary.stdout)["scores"]["train"] == {"before": 0.0, "after": 1.0}
+    from lmpc.compiler.artifact import read_artifact
+
+    assert read_artifact(out).scores.train.after == 1.0
+    shown = _invoke(["show", str(out)])
+    assert "# train 0.0% -> 100.0%, val -" in shown.stdout
+
+
 def test_build_dry_run_calls_no_lm(tmp_path: Path) -> None:
     _needs_checker()
     transport = _transport()

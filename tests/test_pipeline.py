@@ -47,6 +47,25 @@ def test_labeled_fewshot_raises_the_score(tmp_path: Path) -> None:
     assert result.usage["lm_requests"] == 24
 
 
+def test_with_no_val_split_the_build_scores_on_the_trainset(tmp_path: Path) -> None:
+    # DSPy evaluates on the trainset when it has no valset; a build with only a train
+    # split used to report no score at all.
+    from lmpc.ir import SplitIR
+
+    program = sentiment_program(tmp_path, passes=[PassIR(name="labeled_fewshot",
+                                                         params={"k": 3})],
+                                split=SplitIR(train=1.0, seed=2))
+    client, _ = _client(_zero_shot_is_wrong)
+    result = run_optimize(program, program.optimizes[0], client=client)
+    assert result.splits == {"train": 20, "val": 0, "test": 0}
+    assert result.scores == {"train": {"before": 0.0, "after": 1.0},
+                             "val": {"before": None, "after": None},
+                             "test": {"before": None, "after": None}}
+    plan = estimate_plan(program, program.optimizes[0], result.splits)
+    assert [(s["step"], s["calls"]) for s in (plan[0], plan[-1])] == [
+        ("evaluate before (train + test)", 20), ("evaluate after (train + test)", 20)]
+
+
 def _recording_pass(seen: list[PassContext], add: str) -> Any:
     def fake(program: Any, ctx: PassContext, **params: Any) -> PassResult:
         seen.append(ctx)

@@ -309,10 +309,12 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     scores, sizes = summary["scores"], summary["splits"]
     click.echo(f"built {summary['program']} -> {summary['artifact']}")
     click.echo(f"  {'':<12}{'before':>10}{'after':>10}")
-    for split in ("val", "test"):
+    for split in scores:
         label = f"{split} (n={sizes.get(split, 0)})"
         click.echo(f"  {label:<12}{pct(scores[split]['before']):>10}"
                    f"{pct(scores[split]['after']):>10}")
+    if "train" in scores:
+        click.echo("  (no val split: scored on the trainset, which the passes learned from)")
     for run in summary["passes"]:
         best = f", best candidate {pct(run['best'])}" if run["best"] is not None else ""
         stopped = f", stopped: {run['stopped']}" if run["stopped"] else ""

@@ -98,8 +98,10 @@ def _diff_scores(a: Any, b: Any) -> list[str]:
     passes_b = " then ".join(p.name for p in b.passes) or "none"
     if passes_a != passes_b:
         lines.append(f"passes: {passes_a} -> {passes_b}")
-    for split in ("val", "test"):
-        old, new = getattr(a.scores, split).after, getattr(b.scores, split).after
+    for split in ("train", "val", "test"):
+        old_scores, new_scores = getattr(a.scores, split), getattr(b.scores, split)
+        old = old_scores.after if old_scores is not None else None
+        new = new_scores.after if new_scores is not None else None
         if old != new:
             lines.append(f"score {split}: {pct(old)} -> {pct(new)}")
     return lines

@@ -62,7 +62,9 @@ def _header(artifact: Any) -> None:
     scores = artifact.scores
     click.echo(f"# {artifact.program} (lmpc {artifact.compiler_version}, "
                f"task LM {artifact.task_lm})")
-    click.echo(f"# val {pct(scores.val.before)} -> {pct(scores.val.after)}, "
+    train = (f"train {pct(scores.train.before)} -> {pct(scores.train.after)}, "
+             if scores.train is not None else "")
+    click.echo(f"# {train}val {pct(scores.val.before)} -> {pct(scores.val.after)}, "
                f"test {pct(scores.test.before)} -> {pct(scores.test.after)}")
     click.echo(f"# passes: {' then '.join(p.name for p in artifact.passes) or 'none'}\n")
 

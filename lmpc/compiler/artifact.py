@@ -55,6 +55,10 @@ class SplitScores(Strict):
 
 
 class Scores(Strict):
+    """Before/after scores; ``train`` only when the dataset had no val split (the build
+    then reports on the trainset, which the passes learned from)."""
+
+    train: SplitScores | None = None
     val: SplitScores = Field(default_factory=SplitScores)
     test: SplitScores = Field(default_factory=SplitScores)
 

@@ -2,8 +2,9 @@
 
 ``PASSES`` maps every pass name to its function, imported from
 ``lmpc.compiler.passes.<name>`` only when used. ``run_optimize`` loads and splits the
-dataset, scores the unoptimized program on val and test, runs the passes (each starts
-from the previous result and sees the previous pass's candidates), then scores the
+dataset, scores the unoptimized program on val and test (on train and test when there is
+no val split, as DSPy scores on its trainset without a valset), runs the passes (each
+starts from the previous result and sees the previous pass's candidates), then scores the
 result. Only the train and val splits ever reach a pass; test is for the final report.
 
 Budget: the optimize block's caps apply to the passes; the before/after evaluations
@@ -122,9 +123,14 @@ class BuildResult:
 
     @property
     def scores(self) -> dict[str, dict[str, float | None]]:
-        """``{"val": {"before", "after"}, "test": {...}}``; None for an empty split."""
+        """``{"val": {"before", "after"}, "test": {...}}``; None for an empty split.
+
+        With no val split the program is scored on the trainset instead (as DSPy does
+        when it has no valset), reported under ``"train"``.
+        """
+        splits = [s for s in ("train", "val", "test") if s != "train" or s in self.before]
         return {split: {"before": _score(self.before.get(split)),
-                        "after": _score(self.after.get(split))} for split in ("val", "test")}
+                        "after": _score(self.after.get(split))} for split in splits}
 
 
 def _score(result: EvalResult | None) -> float | None:
@@ -237,7 +243,7 @@ def _eval_splits(program: ProgramIR, module: str, splits: dict[str, list[Example
                  metric: Metric, ctx: Any, threads: int, emit: ProgressFn,
                  phase: str) -> dict[str, EvalResult | None]:
     results: dict[str, EvalResult | None] = {}
-    for split in ("val", "test"):
+    for split in scored_splits(splits):
         rows = splits[split]
         if not rows:
             results[split] = None
@@ -247,6 +253,12 @@ def _eval_splits(program: ProgramIR, module: str, splits: dict[str, list[Example
                                   progress=lambda e, label=label: emit({"pass": label, **e}))
         emit({"pass": label, "score": results[split].score, "finished": True})
     return results
+
+
+def scored_splits(splits: dict[str, list[Any]]) -> tuple[str, ...]:
+    """The splits a build scores before and after: val and test, or, when there is no
+    val split, train and test (the trainset is then the only data to report on)."""
+    return ("val", "test") if splits.get("val") else ("train", "test")
 
 
 def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
@@ -330,9 +342,11 @@ def estimate_plan(program: ProgramIR, optimize: OptimizeIR,
     from lmpc.compiler.check.optimizer_specs import validate_params
 
     per_run = max(1, len(program.predictors_of(optimize.program)))
+    scored = scored_splits({k: [None] * v for k, v in n_split.items()})
     n_val = n_split.get("val", 0) * per_run
-    n_eval = n_val + n_split.get("test", 0) * per_run
-    plan = [{"step": "evaluate before (val + test)", "calls": n_eval}]
+    n_eval = sum(n_split.get(split, 0) for split in scored) * per_run
+    label = " + ".join(scored)
+    plan = [{"step": f"evaluate before ({label})", "calls": n_eval}]
     scored_on_val = False
     for i, pass_ir in enumerate(optimize.passes):
         params, _ = validate_params(pass_ir.name, dict(pass_ir.params))
@@ -344,7 +358,7 @@ def estimate_plan(program: ProgramIR, optimize: OptimizeIR,
         plan.append({"step": pass_ir.name, "params": params, "calls": calls})
     # a pass that scored its result on the whole valset leaves that evaluation cached
     after = n_eval - n_val if scored_on_val else n_eval
-    plan.append({"step": "evaluate after (val + test)", "calls": after})
+    plan.append({"step": f"evaluate after ({label})", "calls": after})
     return plan
 
 
