@@ -360,12 +360,15 @@ class BudgetIR(Node):
 
 
 class OptimizeIR(Node):
-    """``optimize <module> with <metric> on <dataset> { roles, budget, seed, passes }``.
+    """``optimize [<name> =] <module> with <metric> on <dataset> { roles, budget, seed,
+    passes }``.
 
     ``lms`` maps roles to LM names: ``lm`` (task), ``prompt_model``, ``teacher``,
-    ``reflection``. Missing roles default to the task LM.
+    ``reflection``. Missing roles default to the task LM. ``name`` (optional, unique)
+    tells several blocks apart; a named block builds ``build/<name>.json``.
     """
 
+    name: str | None = None
     program: str
     metric: str
     dataset: str

@@ -247,6 +247,52 @@ def test_a_train_only_dataset_reports_trainset_scores(tmp_path: Path) -> None:
     assert "# train 0.0% -> 100.0%, val -" in shown.stdout
 
 
+TWO_BLOCKS = """
+optimize quick = Classify with acc on reviews {
+  lm: fake
+  labeled_fewshot(k = 1)
+}
+"""
+
+
+def test_named_optimize_blocks_build_one_at_a_time(tmp_path: Path, monkeypatch: Any) -> None:
+    _needs_checker()
+    monkeypatch.chdir(tmp_path)
+    source = _source(tmp_path)
+    source.write_text(SOURCE + TWO_BLOCKS)
+    result = _invoke(["build", str(source), "--optimize", "quick", "--no-cache", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["program"], summary["optimize"], summary["artifact"]) == (
+        "Classify", "quick", "build/quick.json")
+    from lmpc.compiler.artifact import read_artifact
+
+    built = read_artifact(tmp_path / "build" / "quick.json")
+    assert [(o.name, [p.params for p in o.passes]) for o in built.ir.optimizes] == [
+        ("quick", [{"k": 1, "sample": True}])]
+    # one -o for the chosen block is fine; both blocks into one -o is refused
+    one = _invoke(["build", str(source), "--optimize", "quick", "--no-cache", "-o",
+                   str(tmp_path / "q.json")])
+    assert one.exit_code == 0 and (tmp_path / "q.json").is_file()
+    both = _invoke(["build", str(source), "--no-cache", "-o", str(tmp_path / "x.json")])
+    assert both.exit_code == 1 and "--optimize NAME" in both.stderr
+    unknown = _invoke(["build", str(source), "--optimize", "quik", "--no-cache"])
+    assert unknown.exit_code == 1
+    assert "no optimize block named 'quik' (named blocks: quick)" in unknown.stderr
+
+
+def test_two_unnamed_blocks_of_one_module_are_not_built_over_each_other(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    _needs_checker()
+    monkeypatch.chdir(tmp_path)
+    source = _source(tmp_path)
+    source.write_text(SOURCE + TWO_BLOCKS.replace("quick = ", ""))
+    transport = _transport()
+    result = _invoke(["build", str(source), "--no-cache"], transport)
+    assert result.exit_code == 1 and transport.requests == []
+    assert "would both write build/Classify.json; name them" in result.stderr
+
+
 def test_build_dry_run_calls_no_lm(tmp_path: Path) -> None:
     _needs_checker()
     transport = _transport()

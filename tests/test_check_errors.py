@@ -36,6 +36,8 @@ CASES: list[tuple[str, str, str, int, int]] = [
     ("built-in type name", "enum str { a }", "E1101", 1, 6),
     ("duplicate step", "module M(q: str) -> () {\n  x = predict S(q = q)\n"
      "  x = predict S(q = q)\n}", "E1101", 3, 3),
+    ("duplicate optimize name", "optimize q = M with acc on d { copro }\n"
+     "optimize q = M with acc on d { copro }\n" + GOOD_MODULE, "E1101", 2, 10),
     ("duplicate field", "signature T { in q: str  in q: str  out a: str }", "E1102", 1, 29),
     ("duplicate enum value", "enum Q { a, b, a }", "E1102", 1, 16),
     ("alias cycle", "type A = B\ntype B = A", "E1104", 1, 1),

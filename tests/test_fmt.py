@@ -182,3 +182,8 @@ def test_comments_inside_collapsed_constructs_are_kept_in_order() -> None:
 def test_a_bare_pass_stays_bare_and_parentheses_stay() -> None:
     src = "optimize M with a on d {\n  copro\n  then ensemble()\n}\n"
     assert format_source(src, "p.lmp") == src
+
+
+def test_a_named_optimize_block_keeps_its_name() -> None:
+    src = "optimize quick = M with a on d {\n  copro\n}\n"
+    assert format_source(src, "p.lmp") == src

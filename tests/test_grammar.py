@@ -220,6 +220,12 @@ def test_optimize_pipeline() -> None:
     assert (d.passes[1].span.line, d.passes[1].span.col) == (7, 8)
 
 
+def test_an_optimize_block_may_be_named() -> None:
+    d = one("optimize quick = Support with acc on tickets { copro }")
+    assert (d.name, d.program, d.metric, d.dataset) == ("quick", "Support", "acc", "tickets")
+    assert one("optimize Support with acc on tickets { copro }").name is None
+
+
 def test_a_pass_without_parameters_may_be_written_bare() -> None:
     d = one("optimize M with acc on d {\n  copro\n  then mipro_v2\n  threads: 2\n"
             "  then ensemble()\n}")

@@ -134,7 +134,9 @@ def pct(value: float | None) -> str:
 
 @click.command("build")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--program", "program_name", help="Build only the optimize block of this module.")
+@click.option("--program", "program_name", help="Build only the optimize blocks of this module.")
+@click.option("--optimize", "block_name", metavar="NAME",
+              help="Build only the optimize block of this name (optimize NAME = ...).")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False),
               help="Artifact path (default: build/NAME.json).")
 @click.option("--seed", type=int, help="Override the optimize block's seed.")
@@ -146,9 +148,10 @@ def pct(value: float | None) -> str:
 @click.option("--threads", type=click.IntRange(1, 64), help="Parallel runs (default 4).")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 @click.pass_context
-def command(click_ctx: click.Context, file: str, program_name: str | None, output: str | None,
-            seed: int | None, dry_run: bool, as_json: bool, lm_name: str | None,
-            no_cache: bool, cache_dir: str | None, threads: int | None, quiet: bool) -> None:
+def command(click_ctx: click.Context, file: str, program_name: str | None,
+            block_name: str | None, output: str | None, seed: int | None, dry_run: bool,
+            as_json: bool, lm_name: str | None, no_cache: bool, cache_dir: str | None,
+            threads: int | None, quiet: bool) -> None:
     """Optimize the program(s) in FILE and write the artifact(s)."""
     obj = click_ctx.obj if isinstance(click_ctx.obj, dict) else {}
     from lmpc.cli.progress import ProgressReporter
@@ -156,28 +159,53 @@ def command(click_ctx: click.Context, file: str, program_name: str | None, outpu
     progress = ProgressReporter(enabled=not quiet)
     with cli_errors(progress.close):
         program = load_source(Path(file))
-        chosen = _select(program, program_name, Path(file))
+        chosen = _select(program, program_name, block_name, Path(file))
         if output and len(chosen) > 1:
             raise CLIError("-o names one file but the source has several optimize blocks; "
-                           "choose one with --program")
+                           "choose one with --optimize NAME (or --program)")
+        outs = _outputs(chosen, output)
         if dry_run:
             _dry_run(program, chosen, as_json)
             return
         client = make_client(no_cache, cache_dir, obj.get("transport"))
-        for index, optimize in chosen:
-            out = Path(output) if output else Path("build") / f"{optimize.program}.json"
+        for (index, optimize), out in zip(chosen, outs, strict=True):
             summary = build_one(program, index, optimize, client=client, out=out, seed=seed,
                                 lm_name=lm_name, threads=threads, progress=progress)
             progress.close()
             _print_summary(summary, as_json)
 
 
-def _select(program: ProgramIR, name: str | None, path: Path) -> list[tuple[int, OptimizeIR]]:
-    chosen = [(i, o) for i, o in enumerate(program.optimizes) if name in (None, o.program)]
+def _select(program: ProgramIR, module: str | None, block: str | None,
+            path: Path) -> list[tuple[int, OptimizeIR]]:
+    chosen = [(i, o) for i, o in enumerate(program.optimizes)
+              if module in (None, o.program) and block in (None, o.name)]
     if not chosen:
-        what = f"for module {name!r}" if name else "block"
+        if block is not None:
+            names = [o.name for o in program.optimizes if o.name]
+            known = f" (named blocks: {', '.join(names)})" if names else \
+                " (no block is named: write optimize NAME = Module with ...)"
+            raise CLIError(f"{path}: no optimize block named {block!r}"
+                           f"{' for module ' + repr(module) if module else ''}{known}")
+        what = f"for module {module!r}" if module else "block"
         raise CLIError(f"{path}: no optimize {what} to build")
     return chosen
+
+
+def _outputs(chosen: list[tuple[int, OptimizeIR]], output: str | None) -> list[Path]:
+    """Each block's artifact path: ``-o``, else ``build/<block name or module>.json``.
+    Two blocks that would write one file are an error, not a silent overwrite."""
+    if output:
+        return [Path(output)]
+    outs = [Path("build") / f"{o.name or o.program}.json" for _, o in chosen]
+    for i, out in enumerate(outs):
+        if out in outs[:i]:
+            first, second = chosen[outs.index(out)][1], chosen[i][1]
+            where = [str(o.span) if o.span else "?" for o in (first, second)]
+            raise CLIError(
+                f"the optimize blocks at {where[0]} and {where[1]} would both write "
+                f"{out}; name them (optimize fast = {second.program} with ...) and build one "
+                "with --optimize NAME, or give -o")
+    return outs
 
 
 def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: Any, out: Path,
@@ -197,6 +225,7 @@ def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: A
              if isinstance(v, int | float)}
     return {
         "program": result.module,
+        "optimize": optimize.name,
         "artifact": str(out),
         "scores": result.scores,
         "lm_calls": int(spent["calls"]),
@@ -269,7 +298,8 @@ def _dry_run(program: ProgramIR, chosen: list[tuple[int, OptimizeIR]], as_json: 
         splits = split_examples(load_examples(dataset, program.base_dir, inputs), dataset.split)
         sizes = {k: len(v) for k, v in splits.items()}
         steps = estimate_plan(program, optimize, sizes)
-        plans.append({"program": optimize.program, "splits": sizes, "steps": steps,
+        plans.append({"program": optimize.program, "optimize": optimize.name,
+                      "splits": sizes, "steps": steps,
                       "projected_lm_calls": sum(s["calls"] for s in steps),
                       "budget": optimize.budget.model_dump()})
     if as_json:
@@ -278,7 +308,9 @@ def _dry_run(program: ProgramIR, chosen: list[tuple[int, OptimizeIR]], as_json: 
         return
     for plan in plans:
         sizes = plan["splits"]
-        click.echo(f"plan for {plan['program']}: train {sizes['train']}, val {sizes['val']}, "
+        named = f" (optimize {plan['optimize']})" if plan["optimize"] else ""
+        click.echo(f"plan for {plan['program']}{named}: train {sizes['train']}, "
+                   f"val {sizes['val']}, "
                    f"test {sizes['test']} examples")
         for step in plan["steps"]:
             click.echo(f"  {step['step']:<36} ~{step['calls']} LM calls")
@@ -302,7 +334,7 @@ def _value(value: Any) -> str:
 
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        keys = ("program", "artifact", "scores", "lm_calls", "cache_hits", "tokens",
+        keys = ("program", "optimize", "artifact", "scores", "lm_calls", "cache_hits", "tokens",
                 "cost_usd", "seconds", "failures", "splits", "budget_stop", "passes")
         click.echo(json.dumps({k: summary[k] for k in keys}))
         return

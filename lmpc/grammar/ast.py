@@ -520,13 +520,15 @@ class PassCall(Node):
 
 @dataclass
 class OptimizeDecl(Node):
-    """``optimize Program with metric on dataset { options; pass then pass ... }``."""
+    """``optimize [name =] Program with metric on dataset { options; pass then pass ... }``;
+    ``name`` tells several blocks of one program apart (``lmpc build --optimize NAME``)."""
 
     program: str
     metric: str
     dataset: str
     options: list[Option]
     passes: list[PassCall]
+    name: str | None = None
     span: Span = _span()
 
     def option(self, key: str) -> Option | None:

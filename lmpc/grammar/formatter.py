@@ -295,7 +295,8 @@ class _Printer:
         yield self.line(f"metric {d.name} = {metric_value(d.value)}", d)
 
     def decl_OptimizeDecl(self, d: ast.OptimizeDecl) -> Iterator[Item]:
-        yield self.header(f"optimize {d.program} with {d.metric} on {d.dataset} {{", d)
+        named = f"{d.name} = " if d.name else ""
+        yield self.header(f"optimize {named}{d.program} with {d.metric} on {d.dataset} {{", d)
         for o in d.options:
             yield self.line(f"{o.key}: {expr(o.value)}", o, 1)
         for i, p in enumerate(d.passes):

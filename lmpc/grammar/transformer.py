@@ -369,11 +369,15 @@ class ToAst:
         return ast.PythonRef(import_path=string_value(c[0]), span=self.span(pos))
 
     def optimize_decl(self, pos: Pos, c: list) -> ast.OptimizeDecl:
-        program, metric, dataset, *items = c
+        names = [x for x in c if isinstance(x, Token)]  # [name,] program, metric, dataset
+        items = c[len(names):]
+        name = str(names[0]) if len(names) == 4 else None
+        program, metric, dataset = names[-3:]
         options = [x for x in items if isinstance(x, ast.Option)]
         passes = [x for x in items if isinstance(x, ast.PassCall)]
         return ast.OptimizeDecl(program=str(program), metric=str(metric), dataset=str(dataset),
-                                options=options, passes=passes, span=self.span(pos))
+                                options=options, passes=passes, name=name,
+                                span=self.span(pos))
 
     def pass_call(self, pos: Pos, c: list) -> ast.PassCall:
         if len(c) == 1:  # a bare name: the pass with its defaults

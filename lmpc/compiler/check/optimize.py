@@ -48,8 +48,8 @@ def check_optimize(decl: ast.OptimizeDecl, ctx: Ctx) -> OptimizeIR | None:
     module = scope.lookup("callable", decl.program, decl.span, kind="module")
     metric_ok = scope.lookup("metric", decl.metric, _after_with(decl, ctx))
     dataset_ok = scope.lookup("dataset", decl.dataset, _after_on(decl, ctx))
-    opt = OptimizeIR(program=decl.program, metric=decl.metric, dataset=decl.dataset,
-                     span=decl.span)
+    opt = OptimizeIR(name=decl.name, program=decl.program, metric=decl.metric,
+                     dataset=decl.dataset, span=decl.span)
     _options(decl, opt, ctx)
     opt.passes = [p for p in (_pass(call, ctx) for call in decl.passes) if p is not None]
     if module is None:
@@ -60,6 +60,20 @@ def check_optimize(decl: ast.OptimizeDecl, ctx: Ctx) -> OptimizeIR | None:
     if dataset_ok:
         _check_dataset_inputs(decl, mod, ctx)
     return opt
+
+
+def check_optimize_names(decls: list[ast.OptimizeDecl], ctx: Ctx) -> None:
+    """Optimize block names are unique (E1101): they pick a block and name its artifact."""
+    seen: dict[str, ast.OptimizeDecl] = {}
+    for decl in decls:
+        if decl.name is None:
+            continue
+        first = seen.setdefault(decl.name, decl)
+        if first is not decl:
+            where = first.span
+            ctx.scope.error("E1101", f"optimize block '{decl.name}' is already defined at "
+                            f"{where.file}:{where.line}:{where.col}",
+                            ctx.scope.name_span(decl.span, decl.name), "rename one of them")
 
 
 def _after_with(decl: ast.OptimizeDecl, ctx: Ctx) -> Any:

@@ -28,7 +28,8 @@ E1001    file not found (the root file or an import; paths are relative to the i
 E1002    import cycle
 E1003    file cannot be read (permissions, not UTF-8)
 E1099    too many errors; analysis stopped after 50
-E1101    duplicate definition (declaration, module step, test name, built-in type name)
+E1101    duplicate definition (declaration, module step, test name, built-in type name,
+         optimize block name)
 E1102    duplicate member (field, parameter, option, argument, enum value)
 E1104    type alias refers to itself
 E1201    unknown LM (also an optimizer parameter naming an LM, role or module)
@@ -84,7 +85,7 @@ from lmpc.compiler.check.decls import (
 )
 from lmpc.compiler.check.imports import LoadedFile, load_files
 from lmpc.compiler.check.modules import CallEdge, check_body, check_recursion, module_header
-from lmpc.compiler.check.optimize import check_optimize, check_test
+from lmpc.compiler.check.optimize import check_optimize, check_optimize_names, check_test
 from lmpc.compiler.check.scope import MAX_ERRORS, NAMESPACES, Scope, TooManyErrors
 from lmpc.compiler.check.typecheck import GENERICS, SCALARS, TypeResolver
 from lmpc.diagnostics import Diagnostic
@@ -165,6 +166,7 @@ def _analyse(files: list[LoadedFile], root: str, scope: Scope) -> ProgramIR:
         program.datasets[d.name] = check_dataset(d, ctx)
     for d in _of(decls, ast.MetricDecl, ctx.scope):
         program.metrics[d.name] = check_metric(d, ctx)
+    check_optimize_names(_of(decls, ast.OptimizeDecl, ctx.scope), ctx)
     for d in _of(decls, ast.OptimizeDecl, ctx.scope):
         opt = check_optimize(d, ctx)
         if opt is not None:
