@@ -296,22 +296,32 @@ class SplitIR(Node):
     seed: int = 0
 
 
+SplitPart = Literal["train", "val", "test"]
+
+
 class DatasetIR(Node):
-    """A dataset file: jsonl, csv or json (a list of objects).
+    """A dataset file: jsonl, csv or json (a list of objects), or one file per split.
 
     ``path`` is relative to the folder of the file that declares it (``base_dir`` in
     ``ProgramIR.sources``); ``mapping`` renames file columns to field names
     (``{"field": "column"}``); ``inputs`` lists which fields are inputs (the others
     are labels).
+
+    ``files`` (instead of ``path``) holds data that comes already split — ``{"train":
+    "train.jsonl", "val": "dev.jsonl", "test": "test.jsonl"}``; each file is its split,
+    rows are never moved between them. ``split`` may then only cut a val part out of the
+    train file (when no val file is given). ``files_sha256`` hashes each file.
     """
 
     name: str
     format: Literal["jsonl", "csv", "json"]
-    path: str
+    path: str = ""
+    files: dict[SplitPart, str] = Field(default_factory=dict)
     inputs: list[str] = Field(default_factory=list)
     mapping: dict[str, str] = Field(default_factory=dict)
     split: SplitIR = Field(default_factory=SplitIR)
     sha256: str | None = None
+    files_sha256: dict[SplitPart, str] = Field(default_factory=dict)
     span: Span | None = None
 
 

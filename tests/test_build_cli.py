@@ -293,6 +293,34 @@ def test_two_unnamed_blocks_of_one_module_are_not_built_over_each_other(
     assert "would both write build/Classify.json; name them" in result.stderr
 
 
+def test_a_dataset_given_as_split_files_is_built_on_exactly_those_files(
+        tmp_path: Path) -> None:
+    _needs_checker()
+    source = _source(tmp_path)
+    rows = (tmp_path / "reviews.jsonl").read_text().splitlines(keepends=True)
+    for name, part in (("train", rows[:8]), ("dev", rows[8:14]), ("test", rows[14:])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(part))
+    source.write_text(SOURCE.replace(
+        'dataset reviews = jsonl "reviews.jsonl" {\n  inputs: [text]\n'
+        '  split: train 0.4, val 0.3, test 0.3, seed 3\n}',
+        'dataset reviews = jsonl {\n  train: "train.jsonl"\n  dev: "dev.jsonl"\n'
+        '  test: "test.jsonl"\n  inputs: [text]\n}'))
+    out = tmp_path / "x.json"
+    transport = _transport()
+    result = _invoke(["build", str(source), "-o", str(out), "--no-cache", "--json"], transport)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["splits"] == {"train": 8, "val": 6, "test": 6}
+    # the test split is the test file's rows, no others
+    test_texts = {json.loads(line)["text"] for line in rows[14:]}
+    asked = [render_request(r) for r in transport.requests]
+    assert sum(any(t in a.rsplit("Text:", 1)[-1] for t in test_texts) for a in asked) == 12
+    from lmpc.compiler.artifact import read_artifact
+
+    records = read_artifact(out).datasets
+    assert [(r.part, r.rows, Path(r.path).name) for r in records] == [
+        ("train", 8, "train.jsonl"), ("val", 6, "dev.jsonl"), ("test", 6, "test.jsonl")]
+
+
 def test_build_dry_run_calls_no_lm(tmp_path: Path) -> None:
     _needs_checker()
     transport = _transport()

@@ -115,6 +115,15 @@ CASES: list[tuple[str, str, str, int, int]] = [
     ("bad split", 'dataset e = jsonl "d.jsonl" { split: train 1.5 }', "E1403", 1, 44),
     ("split ratios over 1", 'dataset e = jsonl "d.jsonl" { split: train 0.6, val 0.6 }',
      "E1403", 1, 38),
+    ("dataset with no file", "dataset e = jsonl { inputs: [q] }", "E1403", 1, 9),
+    ("a file and split files", 'dataset e = jsonl "d.jsonl" { train: "d.jsonl" }',
+     "E1403", 1, 19),
+    ("split of split files with a val file", 'dataset e = jsonl {\n  train: "d.jsonl"\n'
+     '  val: "d.jsonl"\n  split: train 1\n}', "E1403", 4, 3),
+    ("val and dev both", 'dataset e = jsonl {\n  val: "d.jsonl"\n  dev: "d.jsonl"\n}',
+     "E1403", 3, 3),
+    ("missing split file", 'dataset e = jsonl {\n  train: "d.jsonl"\n  test: "t.jsonl"\n}',
+     "E1401", 3, 9),
     ("bad dataset format", 'dataset e = yaml "d.jsonl"', "E1403", 1, 13),
     ("missing column", 'dataset e = jsonl "d.jsonl" { inputs: [q]  map: { q: "text" } }',
      "E1404", 1, 40),
@@ -197,6 +206,25 @@ def test_a_bare_pass_checks_like_one_with_empty_parentheses(tmp_path: Path) -> N
     assert diags == [] and bare is not None and parens is not None
     assert [p.model_dump(exclude={"span"}) for p in bare.optimizes[0].passes] == [
         p.model_dump(exclude={"span"}) for p in parens.optimizes[0].passes]
+
+
+def test_split_files_check_each_file_and_keep_their_paths(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text('{"q": "hi", "a": "low"}\n')
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text('{"q": "hi", "a": "low"}\n')
+    (tmp_path / "data" / "dev.jsonl").write_text('{"q": "yo", "a": "high"}\n')
+    (tmp_path / "data" / "test.jsonl").write_text('{"question": "yo", "a": "high"}\n')
+    source = ('dataset e = jsonl {\n  train: "data/train.jsonl"\n  dev: "data/dev.jsonl"\n'
+              '  inputs: [q]\n}\n')
+    program, diags, _ = check_text(PRELUDE + source, str(tmp_path / "main.lmp"))
+    assert diags == [] and program is not None
+    ds = program.datasets["e"]
+    assert ds.path == "" and ds.files == {"train": "data/train.jsonl", "val": "data/dev.jsonl"}
+    assert set(ds.files_sha256) == {"train", "val"}
+    bad = source.replace("  inputs", '  test: "data/test.jsonl"\n  inputs')
+    _, diags, _ = check_text(PRELUDE + bad, str(tmp_path / "main.lmp"))
+    assert [(d.code, d.message) for d in diags] == [
+        ("E1404", "dataset 'e' (its test file) has no column 'q' for input 'q'")]
 
 
 def test_import_cycle(tmp_path: Path) -> None:

@@ -96,3 +96,42 @@ def test_split_counts_none_and_errors() -> None:
     assert len(split_examples(_rows(4), SplitIR())["train"]) == 4
     with pytest.raises(DataError, match="only 10"):
         split_examples(_rows(10), SplitIR(train=8, val=5))
+
+
+# ---------------------------------------------------------------- data that comes split
+
+
+def _split_files(tmp_path: Path) -> None:
+    for part, n in (("train", 6), ("dev", 3), ("test", 4)):
+        _write(tmp_path, f"{part}.jsonl",
+               "".join(json.dumps({"q": f"{part}{i}", "a": i}) + "\n" for i in range(n)))
+
+
+def test_split_files_are_each_their_split_in_file_order(tmp_path: Path) -> None:
+    from lmpc.eval.data import load_splits
+
+    _split_files(tmp_path)
+    ds = DatasetIR(name="d", format="jsonl", inputs=["q"],
+                   files={"train": "train.jsonl", "val": "dev.jsonl", "test": "test.jsonl"},
+                   split=SplitIR(seed=7))
+    parts = load_splits(ds, tmp_path, [])
+    assert {k: [e.inputs["q"] for e in v] for k, v in parts.items()} == {
+        "train": [f"train{i}" for i in range(6)], "val": ["dev0", "dev1", "dev2"],
+        "test": [f"test{i}" for i in range(4)]}
+    indices = [e.index for rows in parts.values() for e in rows]
+    assert indices == list(range(13))  # one index per row across the files
+    assert parts["test"][0].source.endswith("test.jsonl:1")
+
+
+def test_a_split_of_split_files_cuts_val_out_of_the_train_file_only(tmp_path: Path) -> None:
+    from lmpc.eval.data import load_splits
+
+    _split_files(tmp_path)
+    ds = DatasetIR(name="d", format="jsonl", inputs=["q"],
+                   files={"train": "train.jsonl", "test": "test.jsonl"},
+                   split=SplitIR(train=4, val=2, seed=1))
+    parts = load_splits(ds, tmp_path, [])
+    train_rows = {f"train{i}" for i in range(6)}
+    assert len(parts["train"]) == 4 and len(parts["val"]) == 2
+    assert {e.inputs["q"] for e in parts["train"] + parts["val"]} == train_rows
+    assert [e.inputs["q"] for e in parts["test"]] == [f"test{i}" for i in range(4)]

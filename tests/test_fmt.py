@@ -187,3 +187,9 @@ def test_a_bare_pass_stays_bare_and_parentheses_stay() -> None:
 def test_a_named_optimize_block_keeps_its_name() -> None:
     src = "optimize quick = M with a on d {\n  copro\n}\n"
     assert format_source(src, "p.lmp") == src
+
+
+def test_a_dataset_of_split_files_has_no_path() -> None:
+    src = 'dataset d = jsonl {\n  train: "train.jsonl"\n  dev: "dev.jsonl"\n}\n'
+    assert format_source(src, "p.lmp") == src
+    assert parse(src, "p.lmp")[0].decls[0].path is None

@@ -287,7 +287,7 @@ def jsonable(value: Any) -> Any:
 
 def _dry_run(program: ProgramIR, chosen: list[tuple[int, OptimizeIR]], as_json: bool) -> None:
     from lmpc.compiler.pipeline import estimate_plan
-    from lmpc.eval.data import load_examples, split_examples
+    from lmpc.eval.data import load_splits
 
     plans = []
     for _, optimize in chosen:
@@ -295,7 +295,7 @@ def _dry_run(program: ProgramIR, chosen: list[tuple[int, OptimizeIR]], as_json: 
         if dataset is None:
             raise CLIError(f"optimize {optimize.program}: unknown dataset {optimize.dataset!r}")
         inputs = [f.name for f in program.modules[optimize.program].inputs]
-        splits = split_examples(load_examples(dataset, program.base_dir, inputs), dataset.split)
+        splits = load_splits(dataset, program.base_dir, inputs)
         sizes = {k: len(v) for k, v in splits.items()}
         steps = estimate_plan(program, optimize, sizes)
         plans.append({"program": optimize.program, "optimize": optimize.name,

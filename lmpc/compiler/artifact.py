@@ -43,10 +43,13 @@ class Strict(BaseModel):
 
 
 class DatasetRecord(Strict):
+    """A data file a build read; ``part`` names its split when the data came split."""
+
     name: str
     path: str
     sha256: str
     rows: int = 0
+    part: str | None = None
 
 
 class SplitScores(Strict):

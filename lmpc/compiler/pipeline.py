@@ -29,7 +29,7 @@ from lmpc.compiler.passes.base import (
     PassContext,
     PassResult,
 )
-from lmpc.eval.data import dataset_path, file_sha256, load_examples, split_examples
+from lmpc.eval.data import dataset_files, file_sha256, load_splits
 from lmpc.eval.evaluate import EvalResult, evaluate
 from lmpc.eval.metrics import Metric, build_metric, reward_fns_for
 from lmpc.ir import LMIR, OptimizeIR, ProgramIR
@@ -200,8 +200,7 @@ def run_optimize(
     task_lm = task_lm_for(program, optimize, lm_override)
     program = program.model_copy(update={"lms": {**program.lms, task_lm.name: task_lm}})
     inputs = [f.name for f in program.modules[module].inputs]
-    examples = load_examples(dataset, program.base_dir, inputs)
-    splits = split_examples(examples, dataset.split)
+    splits = load_splits(dataset, program.base_dir, inputs)
     sizes = {name: len(rows) for name, rows in splits.items()}
     if not splits["train"] and optimize.passes:
         raise PipelineError(f"dataset {dataset.name!r}: the train split is empty")
@@ -222,7 +221,7 @@ def run_optimize(
     log.info("build used %s", _delta(before_usage, client.usage.snapshot()))
     return BuildResult(
         program=final, module=module, metric=metric_ir.name, task_lm=task_lm, seed=seed,
-        splits=sizes, datasets=[_dataset_record(program, dataset, len(examples))],
+        splits=sizes, datasets=_dataset_records(program, dataset, splits),
         before=before, after=after, passes=runs, usage=usage, budget_stop=tracker.exceeded,
     )
 
@@ -318,10 +317,19 @@ def _call_pass(fn: Pass, program: ProgramIR, ctx: PassContext, params: dict[str,
                           report={"stopped": "budget"})
 
 
-def _dataset_record(program: ProgramIR, dataset: Any, rows: int) -> dict[str, Any]:
-    path = dataset_path(dataset, program.base_dir)
-    return {"name": dataset.name, "path": str(path.resolve()), "sha256": file_sha256(path),
-            "rows": rows}
+def _dataset_records(program: ProgramIR, dataset: Any, splits: dict[str, list[Example]]
+                     ) -> list[dict[str, Any]]:
+    """The data a build read: its file (or each split file) with hash and row count."""
+    records = []
+    cut_from_train = "val" if "val" not in dataset.files else None  # a val part of train
+    for part, path in dataset_files(dataset, program.base_dir).items():
+        parts = list(splits) if part is None else [part, cut_from_train] if part == "train" \
+            else [part]
+        rows = sum(len(splits[p]) for p in parts if p)
+        record = {"name": dataset.name, "path": str(path.resolve()),
+                  "sha256": file_sha256(path), "rows": rows}
+        records.append(record if part is None else {**record, "part": part})
+    return records
 
 
 def _sum_usage(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -30,10 +30,44 @@ class DataError(Exception):
     """A dataset that cannot be read; the message names the file (and line)."""
 
 
-def dataset_path(dataset: DatasetIR, base_dir: str | Path) -> Path:
-    """The dataset file, relative paths resolved against the declaring file's folder."""
-    path = Path(dataset.path)
+def dataset_path(dataset: DatasetIR, base_dir: str | Path, part: str | None = None) -> Path:
+    """The dataset file (or the file of split ``part``), relative paths resolved against
+    the declaring file's folder."""
+    path = Path(dataset.files[part] if part else dataset.path)  # type: ignore[index]
     return path if path.is_absolute() else Path(base_dir) / path
+
+
+def dataset_files(dataset: DatasetIR, base_dir: str | Path) -> dict[str | None, Path]:
+    """Every file of ``dataset``: ``{None: path}``, or one per split part."""
+    if dataset.files:
+        return {part: dataset_path(dataset, base_dir, part) for part in dataset.files}
+    return {None: dataset_path(dataset, base_dir)}
+
+
+def load_splits(dataset: DatasetIR, base_dir: str | Path, module_inputs: list[str]
+                ) -> dict[str, list[Example]]:
+    """The train, val and test rows of ``dataset``.
+
+    One file is shuffled with the split's seed and cut (``split_examples``). Split files
+    are each their split, in file order, nothing moved between them; a ``split`` then
+    cuts a val part out of the train file only. Row indices run on across the files, so
+    every row has its own.
+    """
+    if not dataset.files:
+        return split_examples(load_examples(dataset, base_dir, module_inputs), dataset.split)
+    parts: dict[str, list[Example]] = {name: [] for name in SPLITS}
+    offset = 0
+    for name in SPLITS:
+        if name not in dataset.files:
+            continue
+        rows = load_examples(dataset, base_dir, module_inputs, part=name, offset=offset)
+        offset += len(rows)
+        if name == "train" and (dataset.split.train, dataset.split.val) != (None, None):
+            cut = split_examples(rows, dataset.split)
+            parts["train"], parts["val"] = cut["train"], cut["val"]
+        else:
+            parts[name] = rows
+    return parts
 
 
 def file_sha256(path: str | Path) -> str:
@@ -46,10 +80,12 @@ def file_sha256(path: str | Path) -> str:
 
 
 def load_examples(
-    dataset: DatasetIR, base_dir: str | Path, module_inputs: list[str]
+    dataset: DatasetIR, base_dir: str | Path, module_inputs: list[str],
+    part: str | None = None, offset: int = 0,
 ) -> list[Example]:
-    """Read every row of ``dataset`` as an ``Example``; raise ``DataError`` on a bad row."""
-    path = dataset_path(dataset, base_dir)
+    """Read every row of ``dataset`` (of the file of split ``part``) as an ``Example``,
+    numbered from ``offset``; raise ``DataError`` on a bad row."""
+    path = dataset_path(dataset, base_dir, part)
     if not path.is_file():
         raise DataError(f"{path}: dataset {dataset.name!r} not found")
     try:
@@ -61,7 +97,7 @@ def load_examples(
     examples = []
     for where, row in readers[dataset.format](text, path):
         values = _apply_mapping(row, dataset.mapping, where)
-        examples.append(_to_example(values, inputs, where, len(examples)))
+        examples.append(_to_example(values, inputs, where, offset + len(examples)))
     if not examples:
         raise DataError(f"{path}: dataset {dataset.name!r} has no rows")
     return examples

@@ -447,11 +447,13 @@ class ModuleDecl(Node):
 
 @dataclass
 class DatasetDecl(Node):
-    """``dataset d = jsonl "path" { inputs: [..]  map: {..}  split: train 0.2, ... }``."""
+    """``dataset d = jsonl "path" { inputs: [..]  map: {..}  split: train 0.2, ... }``, or
+    ``dataset d = jsonl { train: "a.jsonl"  val: "b.jsonl"  test: "c.jsonl" }`` (``path``
+    None: the data is already split into files)."""
 
     name: str
     format: str
-    path: str
+    path: str | None
     options: list[Option] = field(default_factory=list)
     span: Span = _span()
 

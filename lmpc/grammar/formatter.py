@@ -282,7 +282,7 @@ class _Printer:
         yield self.close(d)
 
     def decl_DatasetDecl(self, d: ast.DatasetDecl) -> Iterator[Item]:
-        head = f"dataset {d.name} = {d.format} {quote(d.path)}"
+        head = f"dataset {d.name} = {d.format}" + (f" {quote(d.path)}" if d.path else "")
         if not d.options:
             yield self.line(head, d)
             return

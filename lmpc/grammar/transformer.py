@@ -337,9 +337,11 @@ class ToAst:
 
     # ------------------------------------------------------------ data, metrics, optimize
     def dataset_decl(self, pos: Pos, c: list) -> ast.DatasetDecl:
-        options = c[3] if len(c) > 3 else []
-        return ast.DatasetDecl(name=str(c[0]), format=str(c[1]), path=string_value(c[2]),
-                               options=options, span=self.span(pos))
+        name, fmt, *rest = c
+        path = string_value(rest.pop(0)) if rest and isinstance(rest[0], Token) else None
+        options = rest[0] if rest else []
+        return ast.DatasetDecl(name=str(name), format=str(fmt), path=path, options=options,
+                               span=self.span(pos))
 
     def pairs(self, pos: Pos, c: list) -> ast.Pairs:
         return ast.Pairs(items=list(c), span=self.span(pos))

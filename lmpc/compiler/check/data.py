@@ -12,11 +12,13 @@ from lmpc.compiler.check.context import Ctx
 from lmpc.compiler.check.scope import duplicates
 from lmpc.diagnostics import suggest
 from lmpc.grammar import ast
-from lmpc.ir import DatasetIR, MetricIR, SplitIR
+from lmpc.ir import DatasetIR, MetricIR, Span, SplitIR
 
 FORMATS = ("jsonl", "csv", "json")
-DATASET_OPTIONS = ("inputs", "map", "split")
 SPLIT_PARTS = ("train", "val", "test")
+# Data that comes split (HotPotQA, GSM8K): one file per part; `dev` is DSPy's word for val.
+FILE_PARTS = {"train": "train", "val": "val", "dev": "val", "test": "test"}
+DATASET_OPTIONS = ("inputs", "map", "split", *FILE_PARTS)
 
 # Built-in metrics and the options each accepts (name -> python type).
 _FIELD_METRIC = {"threshold": float}
@@ -40,9 +42,9 @@ def check_dataset(decl: ast.DatasetDecl, ctx: Ctx) -> DatasetIR:
         scope.error("E1403", f"unknown dataset format '{fmt}'", scope.name_span(decl.span, fmt),
                     suggest(fmt, FORMATS) or "formats: " + ", ".join(FORMATS))
         fmt = "jsonl"
-    on_disk, stored = ctx.data_path(decl.span.file, decl.path)
-    ds = DatasetIR(name=decl.name, format=fmt, path=stored, span=decl.span)
+    ds = DatasetIR(name=decl.name, format=fmt, span=decl.span)
     duplicates(decl.options, scope, f"option of dataset {decl.name}")
+    files: dict[str, ast.Option] = {}
     for opt in decl.options:
         if opt.key == "inputs":
             ds.inputs = _names(opt.value, ctx, "inputs")
@@ -50,15 +52,92 @@ def check_dataset(decl: ast.DatasetDecl, ctx: Ctx) -> DatasetIR:
             ds.mapping = _mapping(opt.value, ctx)
         elif opt.key == "split":
             ds.split = _split(opt.value, ctx)
+        elif opt.key in FILE_PARTS:
+            _file_part(opt, files, ctx)
         else:
             scope.error("E1209", f"unknown option '{opt.key}' of dataset '{decl.name}'",
                         scope.name_span(opt.span, opt.key),
                         suggest(opt.key, DATASET_OPTIONS) or "options: " +
                         ", ".join(DATASET_OPTIONS))
-    rows = _read_file(decl, on_disk, ds, ctx)
-    if rows is not None:
-        _check_split_size(decl, ds.split, rows, ctx)
+    if files:
+        _check_split_files(decl, ds, files, ctx)
+        return ds
+    if decl.path is None:
+        scope.error("E1403", f"dataset '{decl.name}' names no file: write dataset "
+                    f"{decl.name} = {fmt} \"rows.{fmt}\", or give one file per split: "
+                    f"{{ train: \"train.{fmt}\"  val: \"dev.{fmt}\"  test: \"test.{fmt}\" }}",
+                    scope.name_span(decl.span, decl.name))
+        return ds
+    on_disk, ds.path = ctx.data_path(decl.span.file, decl.path)
+    read = _read_file(decl, on_disk, scope.name_span(decl.span, f'"{decl.path}"'), ds, ctx)
+    if read is not None:
+        ds.sha256, columns, rows = read
+        ctx.columns[decl.name] = columns
+        _check_columns(decl, ds, columns, ctx)
+        _check_split_size(decl, ds.split, rows, decl.path, ctx)
     return ds
+
+
+def _file_part(opt: ast.Option, files: dict[str, ast.Option], ctx: Ctx) -> None:
+    """``train: "train.jsonl"``: one split's file (``dev`` is another name for ``val``)."""
+    part = FILE_PARTS[opt.key]
+    value = opt.value
+    if not (isinstance(value, ast.Literal) and isinstance(value.value, str)):
+        ctx.scope.error("E1403", f"{opt.key} expects the path of its file, as in "
+                        f"{opt.key}: \"data/{opt.key}.jsonl\"", value.span)
+    elif part in files:
+        ctx.scope.error("E1403", f"two files for the {part} split ('dev' is another name "
+                        "for 'val')", ctx.scope.name_span(opt.span, opt.key))
+    else:
+        files[part] = opt
+
+
+def _check_split_files(decl: ast.DatasetDecl, ds: DatasetIR, files: dict[str, ast.Option],
+                       ctx: Ctx) -> None:
+    """Data already split into files: each file is its split, nothing is shuffled across
+    them. ``split`` may only cut a val part out of the train file."""
+    scope = ctx.scope
+    if decl.path is not None:
+        scope.error("E1403", f"dataset '{decl.name}' gives both a file to split and split "
+                    "files; give one or the other",
+                    scope.name_span(decl.span, f'"{decl.path}"'))
+        return
+    split_opt = decl.option("split")
+    if split_opt is not None:
+        _check_split_of_train_file(ds.split, files, split_opt, ctx)
+    all_columns: list[list[str]] = []
+    for part in SPLIT_PARTS:
+        opt = files.get(part)
+        if opt is None:
+            continue
+        path = str(opt.value.value)  # type: ignore[attr-defined]
+        on_disk, ds.files[part] = ctx.data_path(decl.span.file, path)  # type: ignore[index]
+        read = _read_file(decl, on_disk, opt.value.span, ds, ctx)
+        if read is None:
+            continue
+        ds.files_sha256[part], columns, rows = read  # type: ignore[index]
+        all_columns.append(columns)
+        _check_columns(decl, ds, columns, ctx, f" (its {part} file)")
+        if part == "train":
+            _check_split_size(decl, ds.split, rows, path, ctx)
+    if all_columns:
+        ctx.columns[decl.name] = [c for c in all_columns[0]
+                                  if all(c in other for other in all_columns[1:])]
+
+
+def _check_split_of_train_file(split: SplitIR, files: dict[str, ast.Option],
+                               split_opt: ast.Option, ctx: Ctx) -> None:
+    scope = ctx.scope
+    if "val" in files:
+        scope.error("E1403", "split files are used as they are: with a val file there is "
+                    "nothing to split (leave out 'split')", split_opt.span)
+    elif "train" not in files:
+        scope.error("E1403", "split cuts a val part out of the train file, and there is "
+                    "no train file", split_opt.span)
+    elif split.test is not None:
+        scope.error("E1403", "with split files the test rows come from the test file; "
+                    "split may only name train and val (cut from the train file)",
+                    split_opt.span)
 
 
 def _names(expr: ast.Node, ctx: Ctx, what: str) -> list[str]:
@@ -123,10 +202,11 @@ def _split(expr: ast.Node, ctx: Ctx) -> SplitIR:
     return split
 
 
-def _read_file(decl: ast.DatasetDecl, on_disk: str, ds: DatasetIR, ctx: Ctx) -> int | None:
-    """Hash the file and read its columns (first record); return its row count."""
+def _read_file(decl: ast.DatasetDecl, on_disk: str, path_span: Span, ds: DatasetIR,
+               ctx: Ctx) -> tuple[str, list[str], int] | None:
+    """The file's sha256, its columns (first record) and its row count; None (after
+    reporting why) when it cannot be read."""
     scope = ctx.scope
-    path_span = scope.name_span(decl.span, f'"{decl.path}"')
     try:
         with open(on_disk, "rb") as handle:
             data = handle.read()
@@ -137,16 +217,13 @@ def _read_file(decl: ast.DatasetDecl, on_disk: str, ds: DatasetIR, ctx: Ctx) -> 
     except OSError as exc:
         scope.error("E1404", f"cannot read dataset file '{on_disk}': {exc.strerror}", path_span)
         return None
-    ds.sha256 = hashlib.sha256(data).hexdigest()
     try:
         columns, rows = _columns(data.decode("utf-8"), ds.format)
     except (ValueError, UnicodeDecodeError) as exc:
         scope.error("E1404", f"cannot read dataset '{decl.name}' as {ds.format}: {exc}",
                     path_span)
         return None
-    ctx.columns[decl.name] = columns
-    _check_columns(decl, ds, columns, ctx)
-    return rows
+    return hashlib.sha256(data).hexdigest(), columns, rows
 
 
 def _columns(text: str, fmt: str) -> tuple[list[str], int]:
@@ -171,7 +248,8 @@ def _columns(text: str, fmt: str) -> tuple[list[str], int]:
     return list(first), len(lines)
 
 
-def _check_columns(decl: ast.DatasetDecl, ds: DatasetIR, columns: list[str], ctx: Ctx) -> None:
+def _check_columns(decl: ast.DatasetDecl, ds: DatasetIR, columns: list[str], ctx: Ctx,
+                   which: str = "") -> None:
     """Every mapped column and every input field must exist in the file."""
     scope = ctx.scope
     for name in ds.inputs:
@@ -179,23 +257,24 @@ def _check_columns(decl: ast.DatasetDecl, ds: DatasetIR, columns: list[str], ctx
         if column not in columns:
             opt = decl.option("inputs")
             where = scope.name_span(opt.span, name) if opt else decl.span
-            scope.error("E1404", f"dataset '{decl.name}' has no column '{column}' for "
+            scope.error("E1404", f"dataset '{decl.name}'{which} has no column '{column}' for "
                         f"input '{name}'", where, suggest(column, columns) or
                         "columns: " + ", ".join(columns))
     for field, column in ds.mapping.items():
         if column not in columns:
             opt = decl.option("map")
             where = scope.name_span(opt.span, column) if opt else decl.span
-            scope.error("E1404", f"dataset '{decl.name}' has no column '{column}' (mapped to "
-                        f"'{field}')", where, suggest(column, columns) or
+            scope.error("E1404", f"dataset '{decl.name}'{which} has no column '{column}' "
+                        f"(mapped to '{field}')", where, suggest(column, columns) or
                         "columns: " + ", ".join(columns))
 
 
-def _check_split_size(decl: ast.DatasetDecl, split: SplitIR, rows: int, ctx: Ctx) -> None:
+def _check_split_size(decl: ast.DatasetDecl, split: SplitIR, rows: int, path: str,
+                      ctx: Ctx) -> None:
     counts = [v for v in (split.train, split.val, split.test) if isinstance(v, int)]
     if sum(counts) > rows:
         opt = decl.option("split")
-        ctx.scope.error("E1403", f"split asks for {sum(counts)} rows but '{decl.path}' has "
+        ctx.scope.error("E1403", f"split asks for {sum(counts)} rows but '{path}' has "
                         f"{rows}", opt.span if opt else decl.span)
 
 
