@@ -139,3 +139,15 @@ def test_load_never_imports_user_code(tmp_path: Path) -> None:
 def test_json_schema_describes_the_file() -> None:
     schema = artifact_json_schema()
     assert {"schema_version", "program", "ir", "passes", "scores"} <= set(schema["properties"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_artifact_mode_follows_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        out = write_artifact(_artifact(tmp_path), tmp_path / f"a{umask:o}.json")
+        rewritten = write_artifact(_artifact(tmp_path, score=0.5), out)  # over an old one
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert rewritten.stat().st_mode & 0o777 == 0o666 & ~umask

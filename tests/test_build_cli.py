@@ -65,7 +65,8 @@ def test_eval_artifact_json(tmp_path: Path) -> None:
     result = _invoke(["eval", str(artifact), "--data", str(_rows(tmp_path)), "--json",
                       "--no-cache"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"score": 1.0, "n": 3, "failures": 0}
+    assert json.loads(result.stdout) == {"score": 1.0, "n": 3, "failures": 0,
+                                    "retries": 0, "lm_failures": 0}
     zero = _invoke(["eval", str(_unoptimized(tmp_path)), "--data", str(_rows(tmp_path)),
                     "--json", "--no-cache"])
     assert json.loads(zero.stdout)["score"] == 0.0
@@ -94,7 +95,8 @@ def test_eval_refuses_python_metric_of_an_artifact(tmp_path: Path) -> None:
                                     "import_path": "mine:score"}
     artifact.write_text(json.dumps(data))
     result = _invoke(["eval", str(artifact), "--data", str(_rows(tmp_path)), "--no-cache"])
-    assert result.exit_code == 1 and "only run from the program's own source" in result.stderr
+    assert result.exit_code == 1 and "imports metric acc: mine:score" in result.stderr
+    assert "--allow-tools" in result.stderr
 
 
 def test_show_prints_the_exact_prompt_with_demos(tmp_path: Path) -> None:
@@ -408,7 +410,8 @@ def test_a_source_file_runs_the_unoptimized_program(tmp_path: Path) -> None:
     scored = _invoke(["eval", str(source), "--data", str(_rows(tmp_path)), "--json",
                       "--no-cache"])
     assert scored.exit_code == 0, scored.output
-    assert json.loads(scored.stdout) == {"score": 0.0, "n": 3, "failures": 0}  # zero-shot
+    assert json.loads(scored.stdout) == {"score": 0.0, "n": 3, "failures": 0,
+                                    "retries": 0, "lm_failures": 0}  # zero-shot
     shown = _invoke(["show", str(source)])
     assert "0 demos" in shown.stdout and "Text: <text>" in shown.stdout
 
@@ -424,4 +427,5 @@ def test_eval_reads_rows_in_the_columns_of_the_programs_dataset(tmp_path: Path) 
     rows.write_text(json.dumps({"review": "The movie was superb.", "label": "positive"}) + "\n")
     result = _invoke(["eval", str(artifact), "--data", str(rows), "--json", "--no-cache"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"score": 1.0, "n": 1, "failures": 0}
+    assert json.loads(result.stdout) == {"score": 1.0, "n": 1, "failures": 0,
+                                    "retries": 0, "lm_failures": 0}

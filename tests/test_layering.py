@@ -14,11 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "lmpc"
 
-IR = {"lmpc.ir", "lmpc.version"}
+IR = {"lmpc.ir", "lmpc.version", "lmpc.credentials", "lmpc.files"}
 # layer -> the layers it may import (besides itself). Longest matching prefix wins.
 LAYERS: dict[str, set[str]] = {
     "lmpc.version": set(),
     "lmpc.ir": set(),
+    "lmpc.credentials": set(),
+    "lmpc.files": set(),
     "lmpc.diagnostics": IR,
     "lmpc.grammar": IR | {"lmpc.diagnostics"},
     "lmpc.compiler.check": IR | {"lmpc.diagnostics", "lmpc.grammar"},

@@ -102,7 +102,7 @@ def test_python_metric_from_the_programs_folder(tmp_path: Path) -> None:
     ir = MetricIR(name="p", kind="python", import_path="mymetrics:score")
     m = build_metric(ir, program)
     assert m(_ex(), {"a": "abcde"}) == 0.5 and m.feedback(_ex(), {"a": "x"}) == "length counts"
-    with pytest.raises(MetricError, match="only run from the program's own source"):
+    with pytest.raises(MetricError, match="runs Python code; allow it with --allow-tools"):
         build_metric(ir, program, allow_python=False)
     with pytest.raises(MetricError, match="cannot import"):
         build_metric(ir.model_copy(update={"import_path": "nothere_xyz:f"}), program)

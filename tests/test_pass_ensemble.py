@@ -93,6 +93,7 @@ def test_custom_reduce_is_recorded() -> None:
 def test_custom_reduce_runs_only_when_allowed(tmp_path: Path) -> None:
     from lmpc.runtime.errors import ToolNotAllowed
     from lmpc.runtime.execute import run_module
+    from lmpc.runtime.trust import Trust
 
     (tmp_path / "reducers.py").write_text(
         "def last(outputs):\n    return {'label': outputs[-1]['label']}\n"
@@ -102,7 +103,7 @@ def test_custom_reduce_runs_only_when_allowed(tmp_path: Path) -> None:
     ctx = run_context(world).derive(base_dir=tmp_path)
     with pytest.raises(ToolNotAllowed, match="reducers:last"):
         run_module(result.program, "Classify", {"text": "x"}, ctx)
-    allowed = ctx.derive(allow_tools=True)
+    allowed = ctx.derive(trust=Trust(allow_tools=True))
     # majority would say "positive"; the user's reducer takes the last member's answer
     assert run_module(result.program, "Classify", {"text": "x"}, allowed).outputs == {
         "label": "neutral"}

@@ -7,6 +7,9 @@ Each command lives in its own module; this file only assembles the group so that
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
+from types import FrameType
 
 import click
 
@@ -40,10 +43,21 @@ class LazyGroup(click.Group):
         return mod.command
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so it unwinds exactly like Ctrl-C does: temp
+    files removed, no half artifact, one line on stderr."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="lmpc")
 def main() -> None:
     """lmpc — compile language-model programs."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 if __name__ == "__main__":  # pragma: no cover

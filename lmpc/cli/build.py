@@ -6,127 +6,33 @@ projected LM calls without calling an LM. The artifact is written only when the 
 build has finished, atomically, so Ctrl-C or a crash never leaves half of one; finished
 LM calls are in the cache, so a rerun does not pay for them again.
 
-This module also holds what the other build-side commands (eval, show, diff) share:
-loading a source or an artifact, making the LM client, and the error type.
+What the commands share (loading, trust, the LM client, errors) is in ``common``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from lmpc.cli.common import (
+    CLIError,
+    cli_errors,
+    load_source,
+    make_client,
+    pct,
+    require_effects,
+    runner_trust,
+    trust_options,
+)
 from lmpc.ir import OptimizeIR, ProgramIR
 
 log = logging.getLogger("lmpc")
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line (or a rendered diagnostic), exit 1."""
-
-
-# ---------------------------------------------------------------- shared helpers
-
-
-def load_source(path: Path) -> ProgramIR:
-    """Parse and check a ``.lmp`` file; diagnostics become a ``CLIError``."""
-    if not path.is_file():
-        raise CLIError(f"{path}: no such file")
-    from lmpc.compiler.check.program import load_program
-    from lmpc.diagnostics import render_all
-
-    program, diagnostics, sources = load_program(path)
-    errors = [d for d in diagnostics if getattr(d, "severity", "error") == "error"]
-    if program is None or errors:
-        raise CLIError(render_all(errors or diagnostics, sources))
-    return program
-
-
-def load_target(target: str, program_name: str | None) -> tuple[ProgramIR, str, Any]:
-    """A ``.lmp`` source (the unoptimized program) or an artifact: (IR, module, artifact)."""
-    from lmpc.compiler.artifact import looks_like_artifact, read_artifact
-
-    path = Path(target)
-    if not path.is_file():
-        raise CLIError(f"{target}: no such file")
-    artifact = None
-    if looks_like_artifact(path):
-        artifact = read_artifact(path)
-        program, module = artifact.ir, program_name or artifact.program
-    else:
-        program = load_source(path)
-        module = program_name or _default_module(program, path)
-    if module not in program.modules:
-        known = ", ".join(sorted(program.modules)) or "none"
-        raise CLIError(f"{target}: no module named {module!r} (modules: {known})")
-    return program, module, artifact
-
-
-def _default_module(program: ProgramIR, path: Path) -> str:
-    if program.optimizes:
-        return program.optimizes[0].program
-    if len(program.modules) == 1:
-        return next(iter(program.modules))
-    if not program.modules:
-        raise CLIError(f"{path}: declares no module")
-    raise CLIError(f"{path}: declares several modules ({', '.join(program.modules)}); "
-                   "choose one with --program")
-
-
-def make_client(no_cache: bool, cache_dir: str | None, transport: Any = None) -> Any:
-    """The LM client: litellm (or a test's transport) behind the persistent cache."""
-    from lmpc.runtime.cache import SQLiteCache
-    from lmpc.runtime.lm import LitellmTransport, LMClient
-
-    cache = None if no_cache else SQLiteCache(Path(cache_dir) / "cache.sqlite"
-                                              if cache_dir else None)
-    return LMClient(transport or LitellmTransport(), cache=cache)
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that are the user's to fix: reported as one line, never a traceback."""
-    from lmpc.compiler.artifact import ArtifactError
-    from lmpc.compiler.passes._demos import PassError
-    from lmpc.compiler.pipeline import PipelineError
-    from lmpc.eval.data import DataError
-    from lmpc.eval.metrics import MetricError
-    from lmpc.runtime.errors import RuntimeFailure
-    from lmpc.runtime.lm_types import LMError
-
-    return (CLIError, ArtifactError, PassError, PipelineError, DataError, MetricError,
-            RuntimeFailure, LMError, OSError)
-
-
-@contextmanager
-def cli_errors(cleanup: Callable[[], None] = lambda: None) -> Iterator[None]:
-    """Turn any failure into one clear line on stderr and exit 1 (never a traceback)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        cleanup()
-        click.echo("\ninterrupted: no artifact written (finished LM calls are cached)",
-                   err=True)
-        sys.exit(1)
-    except user_errors() as exc:
-        cleanup()
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except Exception as exc:  # a bug in lmpc: still one line; details in the debug log
-        cleanup()
-        log.debug("internal error", exc_info=True)
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 # ---------------------------------------------------------------- the command
@@ -147,6 +53,7 @@ def pct(value: float | None) -> str:
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Where the cache lives.")
 @click.option("--threads", type=click.IntRange(1, 64), help="Parallel runs (default 4).")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@trust_options
 @click.pass_context
 def command(click_ctx: click.Context, file: str, program_name: str | None,
             block_name: str | None, output: str | None, seed: int | None, dry_run: bool,
@@ -167,10 +74,18 @@ def command(click_ctx: click.Context, file: str, program_name: str | None,
         if dry_run:
             _dry_run(program, chosen, as_json)
             return
-        client = make_client(no_cache, cache_dir, obj.get("transport"))
+        trust = runner_trust(file)
+        for _, optimize in chosen:
+            from lmpc.compiler.pipeline import task_lm_for
+
+            require_effects(program, optimize.program, trust,
+                            task_lm_for(program, optimize, lm_name), metric=optimize.metric,
+                            datasets=True)
+        client = make_client(no_cache, cache_dir, obj.get("transport"), trust)
         for (index, optimize), out in zip(chosen, outs, strict=True):
             summary = build_one(program, index, optimize, client=client, out=out, seed=seed,
-                                lm_name=lm_name, threads=threads, progress=progress)
+                                lm_name=lm_name, threads=threads, progress=progress,
+                                trust=trust)
             progress.close()
             _print_summary(summary, as_json)
 
@@ -210,7 +125,8 @@ def _outputs(chosen: list[tuple[int, OptimizeIR]], output: str | None) -> list[P
 
 def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: Any, out: Path,
               seed: int | None, lm_name: str | None, threads: int | None,
-              progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+              progress: Callable[[dict[str, Any]], None], trust: Any = None
+              ) -> dict[str, Any]:
     """Run one optimize block, write its artifact, return the summary."""
     from lmpc.compiler.artifact import check_no_secrets, write_artifact
     from lmpc.compiler.pipeline import run_optimize
@@ -219,7 +135,7 @@ def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: A
     started = time.monotonic()
     usage_before = client.usage.snapshot()
     result = run_optimize(program, optimize, client=client, seed=seed, progress=progress,
-                          lm_override=lm_name, threads=threads)
+                          lm_override=lm_name, threads=threads, trust=trust)
     write_artifact(to_artifact(result, index), out)
     spent = {k: v - usage_before.get(k, 0) for k, v in client.usage.snapshot().items()
              if isinstance(v, int | float)}

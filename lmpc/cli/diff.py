@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from lmpc.cli.build import cli_errors, load_target, pct
+from lmpc.cli.common import cli_errors, load_target, pct
 from lmpc.ir import PredictorIR, ProgramIR
 
 

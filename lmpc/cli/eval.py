@@ -2,18 +2,33 @@
 
 The rows hold the module's input fields and the labels the metric reads. The metric is
 ``--metric NAME``, else the one the artifact was built with, else the optimize block's,
-else the only metric declared. ``--json`` prints ``{"score", "n", "failures"}``.
+else the only metric declared. ``--json`` prints ``{"score", "n", "failures", "retries",
+"lm_failures"}``.
+
+Exit code: 1 when more rows than ``--max-failures`` (default 0) failed to run — an LM
+call that failed after its retries, a reply that could not be parsed, a broken
+``assert`` — or on an error; a row that ran and scored low is not a failure.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from lmpc.cli.build import CLIError, cli_errors, load_target, make_client, pct
+from lmpc.cli.common import (
+    CLIError,
+    cli_errors,
+    load_target,
+    make_client,
+    pct,
+    require_effects,
+    runner_trust,
+    trust_options,
+)
 from lmpc.ir import DatasetIR, ProgramIR
 
 FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".json": "json"}
@@ -29,38 +44,46 @@ FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".json": "json"}
 @click.option("--lm", "lm_name", metavar="NAME_OR_MODEL", help="Override the task model.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the LM cache.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Where the cache lives.")
-@click.option("--allow-tools", is_flag=True,
-              help="Allow an artifact's Python code (tools, python metrics) to be imported.")
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--max-failures", type=click.IntRange(0), default=0, show_default=True,
+              help="Exit 1 when more rows than this fail to run (not: score wrong).")
+@trust_options
 @click.pass_context
 def command(click_ctx: click.Context, target: str, data: str, metric_name: str | None,
             program_name: str | None, as_json: bool, lm_name: str | None, no_cache: bool,
-            cache_dir: str | None, allow_tools: bool, threads: int) -> None:
+            cache_dir: str | None, threads: int, max_failures: int) -> None:
     """Score ARTIFACT_OR_FILE on the rows of --data."""
     obj = click_ctx.obj if isinstance(click_ctx.obj, dict) else {}
     with cli_errors():
         program, module, artifact = load_target(target, program_name)
-        trusted = artifact is None or allow_tools  # a source file is the user's own code
         examples = _examples(program, module, Path(data))
         from lmpc.compiler.pipeline import make_run_ctx, task_lm_for
         from lmpc.eval.evaluate import evaluate
         from lmpc.eval.metrics import build_metric
 
         task_lm = task_lm_for(program, _optimize_of(program, module), lm_name)
-        client = make_client(no_cache, cache_dir, obj.get("transport"))
-        ctx = make_run_ctx(program, client, task_lm, allow_tools=trusted)
         metric_ir = program.metrics[_metric_name(program, module, metric_name, artifact)]
-        metric = build_metric(metric_ir, program, ctx.derive(attribution={"metric": "judge"}),
-                              allow_python=trusted)
+        trust = runner_trust(target)
+        require_effects(program, module, trust, task_lm, metric=metric_ir.name)
+        client = make_client(no_cache, cache_dir, obj.get("transport"), trust)
+        ctx = make_run_ctx(program, client, task_lm, trust=trust)
+        metric = build_metric(metric_ir, program, ctx.derive(attribution={"metric": "judge"}))
         result = evaluate(program, module, examples, metric, ctx, threads=threads)
+    usage = client.usage.snapshot()
+    retries = usage["retries"] + ctx.stats.get("parse_retries")
     if as_json:
         click.echo(json.dumps({"score": result.score, "n": result.n,
-                               "failures": result.failures}))
+                               "failures": result.failures, "retries": retries,
+                               "lm_failures": usage["failures"]}))
     else:
         click.echo(f"{module} on {data}: {metric_ir.name} {pct(result.score)} "
-                   f"(n={result.n}, failures {result.failures})")
+                   f"(n={result.n}, failures {result.failures}, retries {retries})")
     for line in result.errors[:5]:
         click.echo(f"  failed: {line}", err=True)
+    if result.failures > max_failures:
+        click.echo(f"error: {result.failures} of {result.n} rows failed to run "
+                   f"(allowed: {max_failures}; see --max-failures)", err=True)
+        sys.exit(1)
 
 
 def _examples(program: ProgramIR, module: str, data: Path) -> list[Any]:

@@ -16,11 +16,16 @@ from typing import Any
 
 import click
 
+from lmpc.cli.common import (
+    CLIError,
+    cli_errors,
+    load_target,
+    make_client,
+    require_effects,
+    runner_trust,
+    trust_options,
+)
 from lmpc.ir import ProgramIR
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit 1."""
 
 
 @click.command("run")
@@ -31,8 +36,8 @@ class CLIError(Exception):
 @click.option("--lm", "lm_name", metavar="NAME_OR_MODEL", help="Override the task model.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the LM cache.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Where the cache lives.")
-@click.option("--allow-tools", is_flag=True, help="Allow importing the program's Python tools.")
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@trust_options
 @click.pass_context
 def command(
     click_ctx: click.Context,
@@ -43,7 +48,6 @@ def command(
     lm_name: str | None,
     no_cache: bool,
     cache_dir: str | None,
-    allow_tools: bool,
     threads: int,
 ) -> None:
     """Run a program on --input or on each row of --input-file."""
@@ -51,20 +55,15 @@ def command(
     obj = click_ctx.obj if isinstance(click_ctx.obj, dict) else {}
     if (input_json is None) == (input_file is None):
         raise click.UsageError("give exactly one of --input JSON or --input-file ROWS.jsonl")
-    try:
+    with cli_errors():
         rows = _rows(input_json, input_file)
-        program, module = _load(target, program_name)
+        program, module, _ = load_target(target, program_name)
         _check_rows(program, module, rows, input_file)
-        ctx = _context(program, lm_name, no_cache, cache_dir, allow_tools, obj.get("transport"))
+        ctx = run_context(program, module, target, lm_name, no_cache, cache_dir,
+                          obj.get("transport"))
         from lmpc.runtime.execute import run_batch
 
         results = run_batch(program, module, rows, ctx, threads=threads)
-    except CLIError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except Exception as exc:  # a bug must still not show a traceback to the user
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
     failed = _report(results, input_file)
     fallbacks = ctx.stats.get("adapter_fallbacks")
     if fallbacks:
@@ -96,6 +95,23 @@ def _check_rows(program: ProgramIR, module: str, rows: list[dict[str, Any]],
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"]
                                  if len(problems) > 20 else [])
         raise CLIError("\nerror: ".join(shown))
+
+
+def run_context(program: ProgramIR, module: str, target: str, lm_name: str | None,
+                no_cache: bool, cache_dir: str | None, transport: Any = None,
+                also: list[str] | None = None) -> Any:
+    """The run context of ``run`` and ``test``: the runner's trust (checked against the
+    effects of ``module`` and the ``also`` modules before anything starts), the LM
+    client, the task LM."""
+    from lmpc.compiler.pipeline import make_run_ctx
+    from lmpc.runtime.execute import default_task_lm
+
+    trust = runner_trust(target)
+    task_lm = default_task_lm(program, lm_name)
+    for name in [module, *(also or [])]:
+        require_effects(program, name, trust, task_lm)
+    client = make_client(no_cache, cache_dir, transport, trust)
+    return make_run_ctx(program, client, task_lm, trust=trust)
 
 
 def _report(results: list[Any], input_file: str | None) -> int:
@@ -144,85 +160,3 @@ def _row(text: str, where: str) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise CLIError(f"{where}: an input must be a JSON object, got {type(row).__name__}")
     return row
-
-
-def _load(target: str, program_name: str | None) -> tuple[ProgramIR, str]:
-    path = Path(target)
-    if not path.is_file():
-        raise CLIError(f"{target}: no such file")
-    if path.suffix == ".lmp":
-        program = _check(path)
-        module = program_name or _default_module(program, path)
-    else:
-        try:
-            from lmpc.compiler.artifact import load_artifact
-        except ImportError:
-            raise CLIError(f"{target}: loading artifacts is not available yet") from None
-        from lmpc.compiler.artifact import ArtifactError
-
-        try:
-            program, module = load_artifact(path)
-        except ArtifactError as exc:
-            raise CLIError(str(exc)) from None
-        module = program_name or module
-    if module not in program.modules:
-        known = ", ".join(sorted(program.modules)) or "none"
-        raise CLIError(f"{target}: no module named {module!r} (modules: {known})")
-    return program, module
-
-
-def _check(path: Path) -> ProgramIR:
-    try:
-        from lmpc.compiler.check.program import load_program
-    except ImportError:
-        raise CLIError(f"{path}: the checker is not available yet") from None
-    from lmpc.diagnostics import render_all
-
-    program, diagnostics, sources = load_program(path)
-    errors = [d for d in diagnostics if getattr(d, "severity", "error") == "error"]
-    if program is None or errors:
-        raise CLIError(f"{path} has errors:\n" + render_all(errors or diagnostics, sources))
-    return program
-
-
-def _default_module(program: ProgramIR, path: Path) -> str:
-    """The optimized module if there is one, else the only or the last module."""
-    if program.optimizes:
-        return program.optimizes[0].program
-    if not program.modules:
-        raise CLIError(f"{path}: declares no module to run")
-    if len(program.modules) > 1:
-        raise CLIError(
-            f"{path}: declares several modules ({', '.join(program.modules)}); "
-            "choose one with --program"
-        )
-    return next(iter(program.modules))
-
-
-def _context(
-    program: ProgramIR, lm_name: str | None, no_cache: bool, cache_dir: str | None,
-    allow_tools: bool, transport: Any = None,
-) -> Any:
-    from lmpc.runtime.cache import SQLiteCache
-    from lmpc.runtime.execute import RunContext, default_task_lm
-    from lmpc.runtime.lm import LitellmTransport, LMClient
-
-    cache = None
-    if not no_cache:
-        cache = SQLiteCache(Path(cache_dir) / "cache.sqlite" if cache_dir else None)
-    ctx = RunContext(
-        client=LMClient(transport or LitellmTransport(), cache=cache),
-        program_lms=dict(program.lms),
-        task_lm=default_task_lm(program, lm_name),
-        base_dir=Path(program.base_dir),
-        allow_tools=allow_tools,
-    )
-    # best_of_n / refine steps score their attempts with a metric of the program
-    from lmpc.eval.metrics import MetricError, reward_fns_for
-
-    try:
-        rewards = reward_fns_for(program, ctx.derive(attribution={"role": "reward"}),
-                                 allow_python=allow_tools is True)
-    except MetricError as exc:
-        raise CLIError(str(exc)) from None
-    return ctx.derive(reward_fns=rewards)

@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 
-from lmpc.cli.run import CLIError, _check, _context, _describe, _load
+from lmpc.cli.common import CLIError, cli_errors, load_source, load_target, trust_options
+from lmpc.cli.run import _describe, run_context
 from lmpc.ir import ExpectIR, ProgramIR, Span, TestIR
 
 
@@ -43,26 +44,22 @@ class Outcome:
 @click.option("--lm", "lm_name", metavar="NAME_OR_MODEL", help="Override the task model.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the LM cache.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Where the cache lives.")
-@click.option("--allow-tools", is_flag=True, help="Allow importing the program's Python tools.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"passed", "failed", "results"}.')
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@trust_options
 @click.pass_context
 def command(click_ctx: click.Context, target: str, program_name: str | None,
             tests_file: str | None, lm_name: str | None, no_cache: bool,
-            cache_dir: str | None, allow_tools: bool, as_json: bool, threads: int) -> None:
+            cache_dir: str | None, as_json: bool, threads: int) -> None:
     """Run the test blocks of FILE_OR_ARTIFACT and report PASS / FAIL per test."""
     obj = click_ctx.obj if isinstance(click_ctx.obj, dict) else {}
-    try:
+    with cli_errors():
         program, tests = _load_tests(target, tests_file, program_name)
-        ctx = _context(program, lm_name, no_cache, cache_dir, allow_tools, obj.get("transport"))
+        modules = sorted({t.module for t in tests})
+        ctx = run_context(program, modules[0], target, lm_name, no_cache, cache_dir,
+                          obj.get("transport"), also=modules[1:])
         results = _run_all(program, tests, ctx, threads)
-    except CLIError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except Exception as exc:  # a bug must still not show a traceback to the user
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
     failed = sum(not r.passed for r in results)
     if as_json:
         click.echo(json.dumps({"passed": len(results) - failed, "failed": failed,
@@ -83,12 +80,10 @@ def _load_tests(target: str, tests_file: str | None, program_name: str | None
     """The program to run and the tests to run on it (filtered to ``--program``)."""
     path = Path(target)
     if path.suffix == ".lmp":
-        if not path.is_file():
-            raise CLIError(f"{target}: no such file")
-        program = _check(path)  # not _load: a test file may hold several modules
+        program = load_source(path)  # not load_target: a test file may hold several modules
     else:
-        program, _ = _load(target, program_name)
-    tests = _check(Path(tests_file)).tests if tests_file else program.tests
+        program, _, _ = load_target(target, program_name)
+    tests = load_source(Path(tests_file)).tests if tests_file else program.tests
     if not tests:
         hint = "" if tests_file or path.suffix == ".lmp" else \
             " (an artifact keeps none: take them from a source with --tests FILE.lmp)"

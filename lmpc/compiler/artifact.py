@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lmpc.credentials import credential_problems
 from lmpc.ir import ProgramIR, SourceIR, TypeRef
 from lmpc.version import __version__
 
 SCHEMA_VERSION = 1
 FLOAT_DIGITS = 6
-# setting names that hold credentials: api_key, key, access_token, ... (not max_tokens)
-SECRET_SETTING = re.compile(r"(^|_)(key|token|secret|password|authorization)$", re.IGNORECASE)
 
 
 class ArtifactError(Exception):
@@ -216,16 +214,17 @@ def _type_names(program: ProgramIR, signatures: list[Any], tools: dict[str, Any]
 
 
 def check_no_secrets(program: ProgramIR) -> None:
-    """Refuse to write an LM setting that looks like a literal secret."""
+    """Refuse an LM setting that holds a literal credential (at any depth: headers, URLs,
+    fallbacks); a credential is written ``env.NAME`` and read only when a call is made."""
     for lm in program.lms.values():
-        for key, value in lm.settings.items():
-            if SECRET_SETTING.search(key) and not (
-                isinstance(value, dict) and set(value) == {"env"}
-            ):
-                raise ArtifactError(
-                    f"LM {lm.name!r}: setting {key!r} must be an environment reference "
-                    f"(env.NAME), not a literal; refusing to write it into an artifact"
-                )
+        problems = credential_problems(lm.settings) + credential_problems(lm.fallbacks,
+                                                                          "fallbacks")
+        if problems:
+            where, why = problems[0]
+            raise ArtifactError(
+                f"LM {lm.name!r}: setting {where!r} holds {why}; write it as an "
+                f"environment reference (env.NAME); an artifact never holds a credential"
+            )
 
 
 # ---------------------------------------------------------------- writing
@@ -254,8 +253,13 @@ def write_artifact(artifact: Artifact, path: str | Path) -> Path:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file beside ``path``, flushed to disk, then renamed over it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Temp file beside ``path``, flushed to disk, then renamed over it.
+
+    The temp file is created with mode 0666 so the kernel applies the umask: an artifact
+    is as readable as any file the user writes (``mkstemp``'s 0600 is for secrets, and an
+    artifact holds none).
+    """
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -268,6 +272,19 @@ def atomic_write(path: Path, data: bytes) -> None:
             raise ArtifactError(f"{path}: cannot write: {exc.strerror}") from exc
         raise
     _fsync_dir(path.parent)
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ArtifactError(f"{path}: cannot write: {exc.strerror}") from exc
+    raise ArtifactError(f"{path}: cannot create a temporary file beside it")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -284,25 +301,30 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _relative(path: str, directory: str | Path) -> str:
-    if not os.path.isabs(path):
-        return path.replace(os.sep, "/")
+    """``path`` relative to the artifact's folder. A relative path here is the working
+    directory's (the build's ``base_dir``, a span's file): it is made absolute first, so
+    the bytes do not depend on where the build ran and a run from anywhere resolves it
+    against the artifact."""
     try:
-        return os.path.relpath(path, directory).replace(os.sep, "/")
+        return os.path.relpath(os.path.abspath(path), directory).replace(os.sep, "/")
     except ValueError:  # another drive on Windows
         return path
 
 
 def _normalize(value: Any, directory: Path, key: str = "") -> Any:
-    """Round floats; make source/span/dataset file paths relative to the artifact."""
+    """Round floats; make source and span paths relative to the artifact, and dataset
+    paths too when absolute (a dataset's ``path`` in the IR is relative to ``base_dir``
+    and stays as written otherwise)."""
     if isinstance(value, float):
         rounded = round(value, FLOAT_DIGITS)
         return 0.0 if rounded == 0 else rounded
     if isinstance(value, dict):
         out = {k: _normalize(v, directory, k) for k, v in value.items()}
-        if key in ("span", "sources", "datasets") or "sha256" in out:
-            for name in ("file", "path"):
-                if isinstance(out.get(name), str):
-                    out[name] = _relative(out[name], directory)
+        name = "file" if key == "span" else "path"
+        item = out.get(name)
+        if isinstance(item, str) and (key in ("span", "sources") or (
+                "sha256" in out and os.path.isabs(item))):
+            out[name] = _relative(item, directory)
         return out
     if isinstance(value, list | tuple):
         return [_normalize(v, directory, key) for v in value]
@@ -340,6 +362,10 @@ def read_artifact(path: str | Path) -> Artifact:
     if artifact.program not in artifact.ir.modules:
         raise ArtifactError(f"{path}: invalid artifact: program {artifact.program!r} "
                             "is not one of its modules")
+    try:
+        check_no_secrets(artifact.ir)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{path}: {exc}") from None
     base = Path(artifact.ir.base_dir)
     if not base.is_absolute():
         artifact.ir.base_dir = str((path.parent / base).resolve())

@@ -33,6 +33,9 @@ from lmpc.eval.data import dataset_files, file_sha256, load_splits
 from lmpc.eval.evaluate import EvalResult, evaluate
 from lmpc.eval.metrics import Metric, build_metric, reward_fns_for
 from lmpc.ir import LMIR, OptimizeIR, ProgramIR
+from lmpc.runtime.trust import Trust
+
+OWN_PROGRAM = Trust(allow_tools=True)  # a program the calling code built itself
 
 log = logging.getLogger("lmpc")
 
@@ -160,16 +163,18 @@ def task_lm_for(program: ProgramIR, optimize: OptimizeIR | None, override: str |
 
 
 def make_run_ctx(program: ProgramIR, client: Any, task_lm: LMIR, *,
-                 allow_tools: bool = True, metric_ctx: bool = True) -> Any:
-    """A ``RunContext`` for ``program`` with its LMs, tools and reward functions."""
+                 trust: Trust | None = None, metric_ctx: bool = True) -> Any:
+    """A ``RunContext`` for ``program`` with its LMs, tools and reward functions.
+
+    ``trust`` is what the runner allows (the CLI passes its own); None is a caller's own
+    program: its Python code may run, its files must lie under its ``base_dir``."""
     from lmpc.runtime.context import RunContext
 
     lms = {**program.lms, task_lm.name: task_lm}
     ctx = RunContext(client=client, program_lms=lms, task_lm=task_lm,
-                     base_dir=Path(program.base_dir), allow_tools=allow_tools)
+                     base_dir=Path(program.base_dir), trust=trust or OWN_PROGRAM)
     if metric_ctx:
-        rewards = reward_fns_for(program, ctx.derive(attribution={"role": "reward"}),
-                                 allow_python=allow_tools)
+        rewards = reward_fns_for(program, ctx.derive(attribution={"role": "reward"}))
         ctx = ctx.derive(reward_fns=rewards)
     return ctx
 
@@ -191,15 +196,22 @@ def run_optimize(
     progress: ProgressFn | None = None,
     lm_override: str | None = None,
     threads: int | None = None,
+    trust: Trust | None = None,
 ) -> BuildResult:
-    """Run ``optimize``'s pipeline on ``program``; return the result and its provenance."""
+    """Run ``optimize``'s pipeline on ``program``; return the result and its provenance.
+
+    ``trust`` is the runner's (see ``make_run_ctx``): it governs the Python code the
+    program imports and the files it reads, the dataset included."""
     emit = progress or (lambda event: None)
+    trust = trust or OWN_PROGRAM
     seed = optimize.seed if seed is None else seed
     threads = threads or optimize.threads or 4
     module, metric_ir, dataset = _parts(program, optimize)
     task_lm = task_lm_for(program, optimize, lm_override)
     program = program.model_copy(update={"lms": {**program.lms, task_lm.name: task_lm}})
     inputs = [f.name for f in program.modules[module].inputs]
+    for path in (dataset.files.values() if dataset.files else [dataset.path]):
+        trust.resolve_file(path, program.base_dir, f"dataset {dataset.name!r}")
     splits = load_splits(dataset, program.base_dir, inputs)
     sizes = {name: len(rows) for name, rows in splits.items()}
     if not splits["train"] and optimize.passes:
@@ -207,13 +219,14 @@ def run_optimize(
     before_usage = client.usage.snapshot()
 
     eval_meter = MeteredClient(client)
-    eval_ctx = make_run_ctx(program, eval_meter, task_lm).derive(attribution={"eval": "before"})
+    eval_ctx = make_run_ctx(program, eval_meter, task_lm, trust=trust).derive(
+        attribution={"eval": "before"})
     metric = build_metric(metric_ir, program, eval_ctx.derive(attribution={"metric": "judge"}))
     before = _eval_splits(program, module, splits, metric, eval_ctx, threads, emit, "before")
 
     tracker = BudgetTracker(optimize.budget, client)
     runs, final = _run_passes(program, optimize, module, splits, metric_ir, client, task_lm,
-                              tracker, seed, threads, emit)
+                              tracker, seed, threads, emit, trust)
 
     after_ctx = eval_ctx.derive(attribution={"eval": "after"})
     after = _eval_splits(final, module, splits, metric, after_ctx, threads, emit, "after")
@@ -263,7 +276,7 @@ def scored_splits(splits: dict[str, list[Any]]) -> tuple[str, ...]:
 def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
                 splits: dict[str, list[Example]], metric_ir: Any, client: Any, task_lm: LMIR,
                 tracker: BudgetTracker, seed: int, threads: int,
-                emit: ProgressFn) -> tuple[list[PassRun], ProgramIR]:
+                emit: ProgressFn, trust: Trust) -> tuple[list[PassRun], ProgramIR]:
     """Each pass starts from the previous result; a budget stop keeps the best so far."""
     from lmpc.compiler.check.optimizer_specs import validate_params
 
@@ -274,7 +287,7 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             raise PipelineError(f"pass {pass_ir.name}: {problems[0].message}")
         fn = PASSES[pass_ir.name]
         meter = MeteredClient(BudgetedClient(client, tracker))
-        run_ctx = make_run_ctx(current, meter, task_lm).derive(
+        run_ctx = make_run_ctx(current, meter, task_lm, trust=trust).derive(
             attribution={"pass": pass_ir.name, "index": index})
         metric = build_metric(metric_ir, current, run_ctx.derive(
             attribution={"pass": pass_ir.name, "index": index, "metric": "judge"}))

@@ -79,10 +79,13 @@ def build_metric(
     program: ProgramIR | None,
     run_ctx_for_judge: Any = None,
     *,
-    allow_python: bool = True,
+    allow_python: bool | None = None,
     _seen: tuple[str, ...] = (),
 ) -> Metric:
-    """Build the metric ``metric_ir`` describes (``program`` resolves names it refers to)."""
+    """Build the metric ``metric_ir`` describes (``program`` resolves names it refers to).
+
+    A Python metric imports code: ``allow_python`` says whether it may; None asks the
+    trust of ``run_ctx_for_judge`` (and allows it when there is no context)."""
     kind = metric_ir.kind
     threshold = float(metric_ir.options.get("threshold", 1.0))
     if kind in FIELD_METRICS:
@@ -95,10 +98,14 @@ def build_metric(
         return _weighted(metric_ir, _need(program, metric_ir), run_ctx_for_judge, allow_python,
                          _seen + (metric_ir.name,))
     if kind == "python":
+        trust = getattr(run_ctx_for_judge, "trust", None)
+        path = metric_ir.import_path or ""
+        if allow_python is None:
+            allow_python = trust is None or trust.code_allowed(metric_ir.name, path)
         if not allow_python:
             raise MetricError(
-                f"metric {metric_ir.name!r} calls Python code ({metric_ir.import_path}); "
-                "it is only run from the program's own source, not from an artifact"
+                f"metric {metric_ir.name!r} ({path}) runs Python code; allow it with "
+                f"--allow-tools (or --allow-tool {metric_ir.name}, LMPC_ALLOW_TOOLS)"
             )
         base_dir = program.base_dir if program else "."
         grader = _python_grader(metric_ir, base_dir)
@@ -260,7 +267,7 @@ def _weighted(
     metric_ir: MetricIR,
     program: ProgramIR,
     run_ctx: Any,
-    allow_python: bool,
+    allow_python: bool | None,
     seen: tuple[str, ...],
 ) -> Metric:
     """Weighted combination; weights are normalized so the result stays in 0..1."""
@@ -431,7 +438,7 @@ def judge_inputs(names: list[str], example: Example, outputs: dict[str, Any]) ->
 
 
 def reward_fns_for(
-    program: ProgramIR, run_ctx: Any, *, allow_python: bool = True
+    program: ProgramIR, run_ctx: Any, *, allow_python: bool | None = None
 ) -> dict[str, Callable[[dict[str, Any], dict[str, Any]], float]]:
     """Reward functions for best_of_n/refine steps, by metric name.
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from lmpc.credentials import is_secret_ref
 from lmpc.runtime.lm_types import LMRequest, LMResponse
 
 log = logging.getLogger("lmpc")
@@ -52,11 +53,6 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL
 )
 """
-
-
-def is_secret_ref(value: Any) -> bool:
-    """True for a ``{"env": NAME}`` setting (a secret read from the environment)."""
-    return isinstance(value, dict) and len(value) == 1 and "env" in value
 
 
 def _normalize(value: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmpc.ir import LMIR
 from lmpc.runtime.errors import RuntimeFailure
+from lmpc.runtime.trust import Trust
 
 if TYPE_CHECKING:
     from lmpc.runtime.lm import LMClient
@@ -50,7 +51,8 @@ class RunContext:
 
     - ``program_lms``: the program's named LMs (a predictor's ``lm`` names one);
       ``task_lm``: the LM of predictors that name none.
-    - ``allow_tools``: True, False, or the set of tool names that may be imported.
+    - ``trust``: what the runner allows (Python code, endpoints for secrets, files
+      outside the project); see ``lmpc.runtime.trust``. The default allows nothing.
     - ``temperature``: overrides every LM's temperature when set; ``rollout``: the
       resample index that keeps deliberate resamples out of the cache.
     - ``attribution``: added to every LM call's record (``{"pass": ..., "step": ...}``).
@@ -63,7 +65,7 @@ class RunContext:
     program_lms: dict[str, LMIR]
     task_lm: LMIR
     base_dir: Path = Path(".")
-    allow_tools: bool | frozenset[str] | set[str] = False
+    trust: Trust = field(default_factory=Trust)
     temperature: float | None = None
     rollout: int = 0
     attribution: dict[str, Any] = field(default_factory=dict)
@@ -85,7 +87,7 @@ class RunContext:
             raise RuntimeFailure(f"unknown LM {name!r} (declared: {known})")
         return lm
 
-    def tool_allowed(self, name: str) -> bool:
-        if isinstance(self.allow_tools, bool):
-            return self.allow_tools
-        return name in self.allow_tools
+    def file(self, path: str | Path, what: str) -> Path:
+        """A file the program reads, resolved against ``base_dir`` and checked against
+        the trust (``FileNotAllowed`` outside the project)."""
+        return self.trust.resolve_file(path, self.base_dir, what)

@@ -17,7 +17,6 @@ import json
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from lmpc.ir import (
@@ -31,13 +30,7 @@ from lmpc.ir import (
 )
 from lmpc.runtime.constraints import first_failure
 from lmpc.runtime.context import RunContext, RunStats
-from lmpc.runtime.errors import (
-    ConstraintFailed,
-    MissingInput,
-    ParseFailure,
-    RuntimeFailure,
-    ToolNotAllowed,
-)
+from lmpc.runtime.errors import ConstraintFailed, MissingInput, ParseFailure, RuntimeFailure
 from lmpc.runtime.execute_types import Prediction, TraceStep
 from lmpc.runtime.predictors import StepCall, run_predictor
 from lmpc.runtime.retrieve import retrieve
@@ -218,7 +211,7 @@ class _Runner:
             return [render_value(r) for r in (result if isinstance(result, list) else [result])]
         if not spec.corpus:
             raise RuntimeFailure(f"retrieve step {step.name!r} needs a corpus or a tool")
-        return retrieve(str(query), Path(self.ctx.base_dir) / spec.corpus, k)
+        return retrieve(str(query), self.ctx.file(spec.corpus, "corpus"), k)
 
     def _tool(self, step: StepIR, args: dict[str, Any]) -> Any:
         return self._call_tool(str(step.tool), args)
@@ -341,12 +334,9 @@ def _custom_reduce(import_path: str, outputs: list[dict[str, Any]], ctx: RunCont
     from lmpc.ir import ToolIR
     from lmpc.runtime.tools import load_tool
 
-    reducer = ToolIR(name=f"reduce {import_path}", import_path=import_path)
-    if not ctx.tool_allowed(import_path):
-        raise ToolNotAllowed(
-            f"ensemble reduce {import_path!r} runs Python code; allow it with --allow-tools"
-        )
-    fn = load_tool(reducer, ctx.derive(allow_tools={reducer.name}))
+    ctx.trust.require_code("ensemble reducer", import_path, import_path)
+    reducer = ToolIR(name=import_path, import_path=import_path)
+    fn = load_tool(reducer, ctx)
     try:
         combined = fn(outputs)
     except Exception as exc:  # the user's reducer failed: report it, do not crash the batch

@@ -26,13 +26,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any, Protocol
 
-from lmpc.runtime.cache import (
-    EXCLUDED_SETTINGS,
-    Cache,
-    CachedReply,
-    is_secret_ref,
-    request_key,
-)
+from lmpc.credentials import is_secret_ref, literal_secrets, mask
+from lmpc.runtime.cache import EXCLUDED_SETTINGS, Cache, CachedReply, request_key
 from lmpc.runtime.lm_types import (
     ContextWindowError,
     LMError,
@@ -40,6 +35,7 @@ from lmpc.runtime.lm_types import (
     LMResponse,
     TransientLMError,
 )
+from lmpc.runtime.trust import Trust, TrustError
 from lmpc.runtime.usage import CallRecord, UsageLog
 
 __all__ = [
@@ -247,10 +243,14 @@ class LitellmTransport:
     lists models tried in order when the primary fails: a model string (inheriting the
     sampling settings but not keys or endpoints) or ``{"model": ..., **settings}``.
     Models named ``local/...`` are the embedded models of ``lmpc.runtime.local_model``.
+    With a ``trust``, every target is checked first (``Trust.guard_request``): an
+    ``env.NAME`` secret goes only to a default or allowed endpoint.
     """
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None,
+                 trust: Trust | None = None) -> None:
         self._environ = environ
+        self._trust = trust
 
     def send(self, request: LMRequest) -> LMResponse:
         settings = dict(request.settings)
@@ -273,7 +273,12 @@ class LitellmTransport:
         raise LMError(f"every model failed: {summary}")
 
     def _send_one(self, request: LMRequest, model: str, settings: dict[str, Any]) -> LMResponse:
-        secrets: list[str] = []
+        if self._trust is not None:
+            try:
+                settings = self._trust.guard_request(model, settings)
+            except TrustError as exc:
+                raise LMError(str(exc)) from None
+        secrets = literal_secrets(settings)  # masked in errors like the env ones
         kwargs = self._kwargs(request, model, settings, secrets)  # fails fast, before import
         if model.startswith("local/"):
             from lmpc.runtime.local_model import load_local_model, register_local_provider
@@ -380,9 +385,7 @@ _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
 
 def _map_error(litellm: Any, model: str, exc: Exception, secrets: list[str]) -> LMError:
     """litellm's exception classes → ours; the message is scrubbed of secret values."""
-    message = f"{model}: {type(exc).__name__}: {exc}"
-    for secret in secrets:
-        message = message.replace(secret, "***")
+    message = mask(f"{model}: {type(exc).__name__}: {exc}", secrets)
     if len(message) > 1000:
         message = message[:1000] + "..."
     transient_types = (

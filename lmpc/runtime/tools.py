@@ -3,7 +3,7 @@
 A tool's ``import_path`` is ``"package.module:function"``. The module is looked up first
 as a file under the program's folder (``<base_dir>/package/module.py``), so an example
 ships its tools beside its ``.lmp`` file, then on the normal import path. Importing runs
-user code, so it happens only for tools named in ``RunContext.allow_tools``.
+user code, so it happens only when the runner's trust allows it (``RunContext.trust``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from lmpc.ir import ProgramIR, ToolIR
 from lmpc.runtime.context import RunContext
-from lmpc.runtime.errors import RuntimeFailure, ToolNotAllowed
+from lmpc.runtime.errors import RuntimeFailure
 from lmpc.runtime.types import coerce
 
 _loaded: dict[tuple[str, str], Callable[..., Any]] = {}
@@ -28,11 +28,7 @@ _lock = threading.Lock()
 
 def load_tool(tool: ToolIR, ctx: RunContext) -> Callable[..., Any]:
     """The tool's callable; ``ToolNotAllowed`` unless the context allows it."""
-    if not ctx.tool_allowed(tool.name):
-        raise ToolNotAllowed(
-            f"tool {tool.name!r} ({tool.import_path}) runs Python code; "
-            "allow it with --allow-tools (or RunContext.allow_tools)"
-        )
+    ctx.trust.require_code("tool", tool.name, tool.import_path)
     key = (str(Path(ctx.base_dir).resolve()), tool.import_path)
     with _lock:
         fn = _loaded.get(key)

@@ -6,6 +6,7 @@ import re
 
 from lmpc.compiler.check.context import Ctx
 from lmpc.compiler.check.scope import NotLiteral, duplicates, plain_value
+from lmpc.credentials import credential_problems
 from lmpc.diagnostics import suggest
 from lmpc.grammar import ast
 from lmpc.ir import (
@@ -16,10 +17,6 @@ from lmpc.ir import (
     SignatureIR,
     ToolIR,
 )
-
-# Setting keys that hold secrets: their value must come from the environment.
-_SECRET_KEY = re.compile(r"(^|_)(api_key|key|token|secret|password)$")
-
 
 # ---------------------------------------------------------------- LMs
 
@@ -53,10 +50,11 @@ def check_lm(decl: ast.LMDecl, ctx: Ctx) -> LMIR:
                 scope.error("E1307", f"grammar must be true or false, got {value!r}",
                             opt.value.span)
         else:
-            if _SECRET_KEY.search(opt.key) and isinstance(value, str):
-                scope.warn("W1901", f"setting '{opt.key}' looks like a secret written in "
-                           "the source", opt.value.span,
-                           f"write {opt.key}: env.NAME and set NAME in the environment")
+            for where, why in credential_problems({opt.key: value}):
+                scope.warn("W1901", f"setting '{where}' holds {why} written in the source; "
+                           "an artifact refuses it", opt.value.span,
+                           f"write {where.split('.')[-1]}: env.NAME and set NAME in the "
+                           "environment")
             lm.settings[opt.key] = value
     return lm
 

@@ -150,7 +150,8 @@ def _analyse(files: list[LoadedFile], root: str, scope: Scope) -> ProgramIR:
     """Build the IR stage by stage; each stage may read what earlier ones built."""
     _collect(files, scope)
     base_dir = os.path.dirname(root) or "."
-    program = ProgramIR(base_dir=base_dir,
+    # absolute: an artifact stores it relative to where the artifact is written
+    program = ProgramIR(base_dir=os.path.abspath(base_dir),
                         sources=[SourceIR(path=f.path, sha256=f.sha256) for f in files])
     ctx = Ctx(scope=scope, types=TypeResolver(scope), program=program, base_dir=base_dir)
     decls = [d for f in files for d in f.tree.decls]

@@ -19,7 +19,7 @@ from lmpc.runtime.adapters.grammar import react_step_grammar
 from lmpc.runtime.errors import ParseFailure, RuntimeFailure
 from lmpc.runtime.predictors.call import DERIVED, StepCall, with_hints
 from lmpc.runtime.predictors.simple import with_reasoning
-from lmpc.runtime.tools import call_tool, describe_tool, load_tool
+from lmpc.runtime.tools import call_tool, describe_tool
 from lmpc.runtime.types import render_value
 
 log = logging.getLogger("lmpc")
@@ -78,7 +78,8 @@ def _tools(call: StepCall, names: list[str]) -> dict[str, ToolIR]:
         tool = call.program.tools.get(name)
         if tool is None:
             raise RuntimeFailure(f"react step {call.predictor.id}: unknown tool {name!r}")
-        load_tool(tool, call.ctx)  # fail now, not mid-loop, if it may not be imported
+        # fail now, not mid-loop, if it may not be imported (importing waits for a call)
+        call.ctx.trust.require_code("tool", tool.name, tool.import_path)
         tools[name] = tool
     return tools
 
