@@ -130,7 +130,7 @@ def test_diff_shows_demos_and_scores(tmp_path: Path) -> None:
     zero, built = _unoptimized(tmp_path), _built(tmp_path, "b.json", k=2)
     result = _invoke(["diff", str(zero), str(built)])
     assert result.exit_code == 0, result.output
-    assert "predictor Classify.p: demos 0 -> 2" in result.stdout
+    assert "ir.predictors[Classify.p].demos: 0 -> 2 demos" in result.stdout
     assert result.stdout.count("  + [labeled]") == 2
     assert "passes: none -> labeled_fewshot" in result.stdout
     assert "score test: 0.0% -> 100.0%" in result.stdout

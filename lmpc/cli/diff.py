@@ -1,20 +1,29 @@
-"""``lmpc diff A B``: what changed between two artifacts, readable in a terminal.
+"""``lmpc diff A B``: every change between two artifacts, readable in a terminal.
 
-Compares per predictor the instructions (as a unified diff), the demos (added and
-removed, with their kind), the LM and adapter; then the program's LMs, the passes and
-the scores. Either side may be a ``.lmp`` source (its unoptimized program).
+The whole artifact is compared, field by field — nothing is chosen to be shown, so no
+change can hide from review (an added tool step, an endpoint, a metric turned into a
+Python callable, a changed ``returns``). Each change names its path in the artifact
+(``ir.predictors[Router.c].demos``); instructions and other long text show as a unified
+diff, lists of demos as items added and removed, everything else as ``old -> new``.
+Changes of source positions only (spans) come last. A short summary of the scores and
+passes leads. Either side may be a ``.lmp`` source (its unoptimized program); then only
+the program is compared.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from typing import Any
 
 import click
 
 from lmpc.cli.common import cli_errors, load_target, pct
-from lmpc.ir import PredictorIR, ProgramIR
+
+MAX_ITEMS = 20  # added/removed items shown per list
+MAX_VALUE = 160  # characters of a value shown
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @click.command("diff")
@@ -23,76 +32,129 @@ from lmpc.ir import PredictorIR, ProgramIR
 def command(a: str, b: str) -> None:
     """Show what changed from artifact A to artifact B."""
     with cli_errors():
-        left, module_a, art_a = load_target(a, None)
-        right, module_b, art_b = load_target(b, None)
-    lines = diff_programs(left, right, module_a, module_b)
-    lines += _diff_scores(art_a, art_b)
+        left, art_a = _tree(a)
+        right, art_b = _tree(b)
+    if art_a is None or art_b is None:  # a source has no provenance to compare
+        left = {k: left[k] for k in ("program", "ir")}
+        right = {k: right[k] for k in ("program", "ir")}
+    lines = diff_trees(left, right)
+    if lines and art_a is not None and art_b is not None:
+        lines = _summary(art_a, art_b) + lines
     click.echo("\n".join(lines) if lines else "no differences")
 
 
-def diff_programs(left: ProgramIR, right: ProgramIR, module_a: str, module_b: str) -> list[str]:
-    """Readable lines for every predictor-level and LM-level change."""
-    lines = []
-    if module_a != module_b:
-        lines.append(f"program: {module_a} -> {module_b}")
-    ids = list(dict.fromkeys([*left.predictors, *right.predictors]))
-    for pid in ids:
-        old, new = left.predictors.get(pid), right.predictors.get(pid)
-        if old is None or new is None:
-            lines.append(f"predictor {pid}: {'added' if old is None else 'removed'}")
-            continue
-        lines += _diff_predictor(old, new)
-    for name in sorted(set(left.lms) | set(right.lms)):
-        old_lm, new_lm = left.lms.get(name), right.lms.get(name)
-        if _lm_key(old_lm) != _lm_key(new_lm):
-            lines.append(f"lm {name}: {_lm_text(old_lm)} -> {_lm_text(new_lm)}")
-    if (left.ensemble is None) != (right.ensemble is None):
-        size = len(right.ensemble.members) if right.ensemble else 0
-        lines.append(f"ensemble: {'added (' + str(size) + ' members)' if size else 'removed'}")
+def _tree(target: str) -> tuple[dict[str, Any], Any]:
+    """The JSON tree of an artifact as loaded (base_dir resolved), or of a source's IR."""
+    program, module, artifact = load_target(target, None)
+    if artifact is not None:
+        return artifact.model_dump(mode="json"), artifact
+    return {"program": module, "ir": program.model_dump(mode="json")}, None
+
+
+# ---------------------------------------------------------------- the generic walk
+
+
+def diff_trees(old: Any, new: Any) -> list[str]:
+    """Readable lines for every difference between two JSON trees (spans last)."""
+    changes: list[tuple[str, Any, Any]] = []
+    _walk(old, new, "", changes)
+    main = [c for c in changes if not _is_span(c[0])]
+    spans = [c for c in changes if _is_span(c[0])]
+    lines: list[str] = []
+    for path, a, b in main:
+        lines += _render(path, a, b)
+    if spans:
+        lines.append(f"source positions ({len(spans)} changed):")
+        lines += ["  " + line for path, a, b in spans for line in _render(path, a, b)]
     return lines
 
 
-def _diff_predictor(old: PredictorIR, new: PredictorIR) -> list[str]:
-    lines = []
-    if old.signature.instructions != new.signature.instructions:
-        lines.append(f"predictor {old.id}: instructions")
-        lines += ["    " + line.rstrip("\n") for line in difflib.unified_diff(
-            old.signature.instructions.splitlines(), new.signature.instructions.splitlines(),
-            "before", "after", lineterm="", n=1)]
-    for attr in ("lm", "adapter", "kind"):
-        if getattr(old, attr) != getattr(new, attr):
-            lines.append(f"predictor {old.id}: {attr} {getattr(old, attr)} -> "
-                         f"{getattr(new, attr)}")
-    before = [_demo_text(d) for d in old.demos]
-    after = [_demo_text(d) for d in new.demos]
-    if before != after:
-        lines.append(f"predictor {old.id}: demos {len(before)} -> {len(after)}")
-        lines += [f"  - {d}" for d in before if d not in after]
-        lines += [f"  + {d}" for d in after if d not in before]
+_MISSING = object()
+
+
+def _walk(old: Any, new: Any, path: str, out: list[tuple[str, Any, Any]]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*old, *[k for k in new if k not in old]]:
+            _walk(old.get(key, _MISSING), new.get(key, _MISSING), _join(path, key), out)
+        return
+    if isinstance(old, list) and isinstance(new, list):
+        if len(old) == len(new) and not _is_demos(path):
+            for i, (a, b) in enumerate(zip(old, new, strict=True)):
+                _walk(a, b, f"{path}[{i}]", out)
+        elif old != new:
+            out.append((path, old, new))
+        return
+    if old is new or (type(old) is type(new) and old == new):
+        return
+    out.append((path, old, new))
+
+
+def _join(path: str, key: str) -> str:
+    if _PLAIN_KEY.match(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key}]"
+
+
+def _is_span(path: str) -> bool:
+    return path.endswith(".span") or ".span." in path
+
+
+def _is_demos(path: str) -> bool:
+    return path.endswith(".demos")
+
+
+def _render(path: str, old: Any, new: Any) -> list[str]:
+    if old is _MISSING:
+        return [f"{path}: added {_short(new)}"]
+    if new is _MISSING:
+        return [f"{path}: removed (was {_short(old)})"]
+    if isinstance(old, str) and isinstance(new, str) and ("\n" in old + new or
+                                                         path.endswith("instructions")):
+        body = difflib.unified_diff(old.splitlines(), new.splitlines(), "before", "after",
+                                    lineterm="", n=1)
+        return [f"{path}:"] + ["    " + line for line in body]
+    if isinstance(old, list) and isinstance(new, list):
+        return _render_list(path, old, new)
+    return [f"{path}: {_short(old)} -> {_short(new)}"]
+
+
+def _render_list(path: str, old: list[Any], new: list[Any]) -> list[str]:
+    """Items removed and added, by value (a reordering shows as the order changing)."""
+    before = [_key(v) for v in old]
+    after = [_key(v) for v in new]
+    removed = [v for v, k in zip(old, before, strict=True) if k not in after]
+    added = [v for v, k in zip(new, after, strict=True) if k not in before]
+    what = "demos" if _is_demos(path) else "items"
+    lines = [f"{path}: {len(old)} -> {len(new)} {what}"]
+    if not removed and not added:
+        lines[0] += " (same items, order or count changed)"
+    for sign, items in (("-", removed), ("+", added)):
+        for item in items[:MAX_ITEMS]:
+            lines.append(f"  {sign} {_item(item)}")
+        if len(items) > MAX_ITEMS:
+            lines.append(f"  {sign} ... and {len(items) - MAX_ITEMS} more")
     return lines
 
 
-def _demo_text(demo: Any, width: int = 110) -> str:
-    values = json.dumps(demo.values, ensure_ascii=False, sort_keys=True, default=str)
-    text = f"[{demo.kind}] {values}"
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _item(value: Any) -> str:
+    if isinstance(value, dict) and set(value) == {"values", "kind"}:  # a demo
+        return f"[{value['kind']}] {_short(value['values'])}"
+    return _short(value)
 
 
-def _lm_key(lm: Any) -> Any:
-    """What matters of an LM for a diff (not where it was declared)."""
-    return None if lm is None else lm.model_dump(exclude={"span"})
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def _lm_text(lm: Any) -> str:
-    if lm is None:
-        return "(none)"
-    settings = json.dumps(lm.settings, sort_keys=True) if lm.settings else ""
-    return f"{lm.model} {settings}".strip()
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"
 
 
-def _diff_scores(a: Any, b: Any) -> list[str]:
-    if a is None or b is None:
-        return []
+# ---------------------------------------------------------------- the summary
+
+
+def _summary(a: Any, b: Any) -> list[str]:
     lines = []
     passes_a = " then ".join(p.name for p in a.passes) or "none"
     passes_b = " then ".join(p.name for p in b.passes) or "none"
@@ -104,4 +166,4 @@ def _diff_scores(a: Any, b: Any) -> list[str]:
         new = new_scores.after if new_scores is not None else None
         if old != new:
             lines.append(f"score {split}: {pct(old)} -> {pct(new)}")
-    return lines
+    return lines + (["changes:"] if lines else [])
