@@ -47,18 +47,28 @@ class Span(Node):
 # ---------------------------------------------------------------- types
 
 TypeKind = Literal[
-    "str", "int", "float", "bool", "any", "list", "dict", "optional", "enum", "class", "literal"
+    "str", "int", "float", "bool", "any", "list", "dict", "tuple", "optional", "union",
+    "enum", "class", "literal"
 ]
 
 
 class TypeRef(Node):
-    """A type expression.
+    """A type expression, in one canonical form whatever the spelling (``Optional[int]``,
+    ``int | None`` and ``int?`` are the same TypeRef).
 
     - scalars: ``kind`` in str/int/float/bool/any
-    - ``list[T]``: kind="list", args=[T]; ``dict[str, T]``: kind="dict", args=[str, T]
+    - ``list[T]``: kind="list", args=[T]; ``dict[K, V]``: kind="dict", args=[K, V]
+    - ``tuple[A, B]``: kind="tuple", args=[A, B] (fixed length; ``tuple[T, ...]`` is a list)
     - ``T?``: kind="optional", args=[T]
+    - ``A | B``: kind="union", args=[A, B] (two or more, flattened, none optional: a
+      ``None`` member makes the whole union optional, ``(A | B)?``)
     - enums and classes by name: kind="enum"/"class", name="Priority"
     - literals: kind="literal", values=["yes", "no"] (str/int/float/bool values)
+
+    >>> t = TypeRef(kind="optional", args=[TypeRef(kind="union", args=[
+    ...     TypeRef(kind="int"), TypeRef(kind="tuple", args=[TypeRef(kind="str")] * 2)])])
+    >>> str(t)
+    '(int | tuple[str, str])?'
     """
 
     kind: TypeKind
@@ -67,10 +77,15 @@ class TypeRef(Node):
     values: list[str | int | float | bool] = Field(default_factory=list)
 
     def __str__(self) -> str:
-        if self.kind in ("list", "dict"):
+        if self.kind in ("list", "dict", "tuple"):
             return f"{self.kind}[{', '.join(str(a) for a in self.args)}]"
         if self.kind == "optional":
-            return f"{self.args[0]}?"
+            inner = self.args[0]
+            several = inner.kind == "union" or (inner.kind == "literal" and
+                                                len(inner.values) > 1)
+            return f"({inner})?" if several else f"{inner}?"
+        if self.kind == "union":
+            return " | ".join(str(a) for a in self.args)
         if self.kind in ("enum", "class"):
             return str(self.name)
         if self.kind == "literal":
@@ -137,13 +152,29 @@ class LMIR(Node):
 
 
 class SignatureIR(Node):
-    """A typed signature: instructions, input fields, output fields."""
+    """A typed signature: instructions, input fields, output fields.
+
+    A signature declared without instructions gets DSPy's default sentence, word for
+    word (DSPy's ``_default_instructions``), so optimizers start from the same text:
+
+    >>> sig = SignatureIR(name="S", inputs=[FieldIR(name="a", type=TypeRef(kind="str")),
+    ...     FieldIR(name="b", type=TypeRef(kind="str"))],
+    ...     outputs=[FieldIR(name="c", type=TypeRef(kind="str"))])
+    >>> sig.default_instructions()
+    'Given the fields `a`, `b`, produce the fields `c`.'
+    """
 
     name: str
     instructions: str = ""
     inputs: list[FieldIR] = Field(default_factory=list)
     outputs: list[FieldIR] = Field(default_factory=list)
     span: Span | None = None
+
+    def default_instructions(self) -> str:
+        """DSPy's instructions for a signature that has none."""
+        ins = ", ".join(f"`{f.name}`" for f in self.inputs)
+        outs = ", ".join(f"`{f.name}`" for f in self.outputs)
+        return f"Given the fields {ins}, produce the fields {outs}."
 
 
 class ToolIR(Node):

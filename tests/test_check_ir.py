@@ -118,7 +118,8 @@ def test_signatures(program: ProgramIR) -> None:
     assert [f.name for f in triage.outputs] == ["priority", "reason"]
     summarize = program.signatures["Summarize"]
     assert (summarize.instructions, [f.name for f in summarize.inputs],
-            [f.name for f in summarize.outputs]) == ("", ["ticket"], ["summary"])
+            [f.name for f in summarize.outputs]) == (
+        "Given the fields `ticket`, produce the fields `summary`.", ["ticket"], ["summary"])
     assert [str(f.type) for f in program.signatures["Answer"].inputs] == ["str", "list[str]"]
 
 

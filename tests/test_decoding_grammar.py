@@ -90,6 +90,11 @@ CASES: list[tuple[TypeRef, list[str], list[str]]] = [
      [' {"label": "a", "children": [{"label": "b", "children": []}]}'],
      [' {"label": "a", "children": [{"label": "b"}]}']),
     (t("any"), [" [1, 2]", " free text"], [" "]),
+    (t("union", INT, PRIORITY), [" 42", " high"], [" urgent", " 4.5"]),
+    (t("optional", t("union", BOOL, FLOAT)), [" true", " 0.5", " none"], [" yes"]),
+    (t("tuple", STR, INT), [' ["a", 1]'], [' ["a"]', ' ["a", 1, 2]', ' [1, "a"]']),
+    (t("list", t("union", INT, STR)), [' [1, "a", 2]', " []"], [" [1.5]"]),
+    (t("tuple", t("optional", FLOAT), FLOAT), [" [null, 2]", " [1.5, 3]"], [" [null, null]"]),
 ]
 
 

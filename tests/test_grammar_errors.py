@@ -41,7 +41,7 @@ def where(diags: list) -> list[tuple[str, int, int]]:
     # E0004 invalid DSPy string signature
     ('signature S = "a: str"', "E0004", 1, 16, ["exactly one '->'"]),
     ('signature S = "a: str -> "', "E0004", 1, 25, ["at least one output"]),
-    ('signature S = "a: str -> b: list[int"', "E0004", 1, 28, ["invalid type"]),
+    ('signature S = "a: str -> b: list[int"', "E0004", 1, 29, ["invalid type"]),
     ('signature S = "a: str, 9x -> b"', "E0004", 1, 24, ["expected a field name"]),
 ])
 def test_error_codes_positions_and_messages(src: str, code: str, line: int, col: int,
@@ -71,7 +71,8 @@ def test_misspelled_predictor_kind_gets_a_hint() -> None:
 
 
 def test_quote_and_hash_get_hints() -> None:
-    assert errors("lm x = 'm'")[0].hint == "strings use double quotes"
+    assert errors("lm x = 'm'")[0].hint == ("strings use double quotes (single quotes only "
+                                             "in a type, as in Literal['a', 'b'])")
     assert errors("# comment")[0].hint == "comments start with //"
 
 

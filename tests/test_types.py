@@ -106,3 +106,66 @@ def test_token_budget_is_sized_to_the_type() -> None:
     assert token_budget(INT) <= 12
     assert token_budget(BOOL) < token_budget(INT) < token_budget(STR)
     assert token_budget(list_of(PRIORITY), PROGRAM) > token_budget(PRIORITY, PROGRAM)
+
+
+# ---------------------------------------------------------------- unions and tuples
+
+
+def union(*members: TypeRef) -> TypeRef:
+    return TypeRef(kind="union", args=list(members))
+
+
+def tuple_of(*items: TypeRef) -> TypeRef:
+    return TypeRef(kind="tuple", args=list(items))
+
+
+@pytest.mark.parametrize(
+    ("value", "t", "expected"),
+    [
+        # as DSPy reads an LM's text for a union: JSON first, then the exact kind
+        ("42", union(INT, STR), 42),
+        ("42", union(STR, INT), 42),
+        ("Paris", union(INT, STR), "Paris"),
+        ("Answer: 3", union(INT, STR), "Answer: 3"),  # text is text when str is allowed
+        ("Answer: 3", union(INT, BOOL), 3),  # ...and parsed when it is not
+        ("2.5", union(INT, FLOAT), 2.5),
+        ("true", union(BOOL, STR), True),
+        ("high", union(PRIORITY, INT), "high"),
+        ("3", union(PRIORITY, INT), 3),
+        ('["a", "b"]', union(list_of(STR), STR), ["a", "b"]),
+        ('{"street": "Main", "zip": 1}', union(ADDRESS, STR),
+         {"street": "Main", "zip": 1, "unit": None}),
+        (7, union(STR, INT), 7),  # a JSON value of the exact kind is kept as it is
+        ("none", TypeRef(kind="optional", args=[union(INT, STR)]), None),
+        ('["x", 2]', tuple_of(STR, INT), ["x", 2]),
+        ("x, 2", tuple_of(STR, INT), ["x", 2]),
+        (["x", "2"], tuple_of(STR, INT), ["x", 2]),
+        ('{"1": "a", "2": "b"}', TypeRef(kind="dict", args=[INT, STR]), {1: "a", 2: "b"}),
+    ],
+)
+def test_unions_and_tuples_coerce(value: object, t: TypeRef, expected: object) -> None:
+    assert coerce(value, t, PROGRAM, "f") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "t", "message"),
+    [
+        ("urgent", union(PRIORITY, INT), "field 'f': expected one of: low, medium, high or "
+                                         "an integer, got 'urgent'"),
+        ('["x"]', tuple_of(STR, INT), "(1 items, not 2)"),
+        ('["x", "y"]', tuple_of(STR, INT), "field 'f[1]': expected an integer"),
+        ('{"a": 1}', TypeRef(kind="dict", args=[INT, INT]), "field 'f key': expected an integer"),
+    ],
+)
+def test_unions_and_tuples_reject_precisely(value: object, t: TypeRef, message: str) -> None:
+    with pytest.raises(CoercionError) as err:
+        coerce(value, t, PROGRAM, "f")
+    assert message in str(err.value)
+
+
+def test_unions_and_tuples_in_prompts_and_budgets() -> None:
+    assert describe(union(INT, PRIORITY), PROGRAM) == "an integer or one of: low, medium, high"
+    assert describe(tuple_of(STR, INT), PROGRAM) == "a JSON array of 2 items: text, an integer"
+    assert str(TypeRef(kind="optional", args=[union(INT, STR)])) == "(int | str)?"
+    assert token_budget(union(BOOL, INT), PROGRAM) == token_budget(INT, PROGRAM)
+    assert token_budget(tuple_of(INT, INT), PROGRAM) == 8 + 2 * (4 + token_budget(INT, PROGRAM))

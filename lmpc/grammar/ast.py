@@ -205,12 +205,24 @@ class Option(Node):
 # ---------------------------------------------------------------- types
 
 
+# Type nodes keep how a type was spelled (``Optional[str]`` stays ``Optional[str]``,
+# ``'a'`` keeps its quotes, parentheses stay), so ``lmpc fmt`` prints it back as written;
+# what a spelling means is the checker's business (``lmpc.compiler.check.typecheck``).
+# ``grouped``: written in parentheses.
+
+
+def _flag() -> bool:
+    return field(default=False, compare=False, repr=False)  # type: ignore[return-value]
+
+
 @dataclass
 class NamedType(Node):
-    """``str``, ``Priority``, ``list[T]``, ``dict[str, T]`` (a name plus type arguments)."""
+    """``str``, ``Priority``, ``list[T]``, ``Optional[T]``, ``Literal['a']`` (a name, maybe
+    dotted, plus type arguments; ``...`` in ``tuple[int, ...]`` is a NamedType too)."""
 
     name: str
     args: list[TypeExpr] = field(default_factory=list)
+    grouped: bool = _flag()
     span: Span = _span()
 
 
@@ -219,18 +231,30 @@ class OptionalType(Node):
     """``T?``."""
 
     inner: TypeExpr
+    grouped: bool = _flag()
     span: Span = _span()
 
 
 @dataclass
 class LiteralType(Node):
-    """``"spam" | "ham"`` (one or more literal values)."""
+    """``"spam" | "ham"`` (one or more literal values); ``raws`` is how each was written."""
 
     values: list[str | int | float | bool]
+    raws: list[str] = field(default_factory=list, compare=False, repr=False)
+    grouped: bool = _flag()
     span: Span = _span()
 
 
-TypeExpr = NamedType | OptionalType | LiteralType
+@dataclass
+class UnionType(Node):
+    """``int | str | None`` (PEP 604, or lmpc's own ``|``), members in order."""
+
+    members: list[TypeExpr]
+    grouped: bool = _flag()
+    span: Span = _span()
+
+
+TypeExpr = NamedType | OptionalType | LiteralType | UnionType
 
 
 @dataclass
@@ -328,13 +352,15 @@ class SignatureDecl(Node):
     """A signature, block form or DSPy string form (``text`` holds the verbatim string).
 
     For the string form ``fields`` are parsed from ``text`` (a field with no type has
-    ``type=None``, meaning str) and their spans point inside the string.
+    ``type=None``, meaning str) and their spans point inside the string; ``doc`` is then
+    the optional second string (the instructions).
     """
 
     name: str
     fields: list[SigField]
     doc: str | None = None
     text: str | None = None
+    text_span: Span | None = field(default=None, compare=False, repr=False)  # the string's
     span: Span = _span()
 
     @property

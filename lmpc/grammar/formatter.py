@@ -135,19 +135,34 @@ def _key(key: str) -> str:
 
 
 def type_expr(node: ast.TypeExpr | None) -> str:
-    """A type expression."""
+    """A type expression, spelled as it was written (``Optional[str]``, ``'a'``, parens)."""
+    if node is None:
+        return "str"
+    text = _type_text(node)
+    return f"({text})" if node.grouped else text
+
+
+def _type_text(node: ast.TypeExpr) -> str:
     if isinstance(node, ast.NamedType):
         if not node.args:
             return node.name
         return f"{node.name}[" + ", ".join(type_expr(a) for a in node.args) + "]"
     if isinstance(node, ast.OptionalType):
         inner = type_expr(node.inner)
-        if isinstance(node.inner, ast.LiteralType) and len(node.inner.values) > 1:
-            inner = f"({inner})"
+        if not node.inner.grouped and _is_union(node.inner):
+            inner = f"({inner})"  # `?` binds tighter than `|`
         return inner + "?"
     if isinstance(node, ast.LiteralType):
-        return " | ".join(atom(v) for v in node.values)
-    return "str"
+        raws = node.raws if len(node.raws) == len(node.values) else [None] * len(node.values)
+        return " | ".join(raw or atom(v) for v, raw in zip(node.values, raws, strict=True))
+    parts = [type_expr(m) if m.grouped or not isinstance(m, ast.UnionType)
+             else f"({type_expr(m)})" for m in node.members]
+    return " | ".join(parts)
+
+
+def _is_union(node: ast.TypeExpr) -> bool:
+    return isinstance(node, ast.UnionType) or (
+        isinstance(node, ast.LiteralType) and len(node.values) > 1)
 
 
 def args(items: list[ast.Arg]) -> str:
@@ -257,7 +272,8 @@ class _Printer:
 
     def decl_SignatureDecl(self, d: ast.SignatureDecl) -> Iterator[Item]:
         if d.text is not None:
-            yield self.line(f"signature {d.name} = {quote(d.text)}", d)
+            doc = f" {quote(d.doc)}" if d.doc is not None else ""
+            yield self.line(f"signature {d.name} = {quote(d.text)}{doc}", d)
             return
         if not d.fields and d.doc is None:
             yield self.line(f"signature {d.name} {{}}", d)

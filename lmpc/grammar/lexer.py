@@ -23,7 +23,7 @@ from lark.exceptions import UnexpectedCharacters
 from lark.lexer import Lexer, LexerState
 
 # Regex terminals of lmp.lark, in the order they are tried (first match wins).
-_REGEX_ORDER = ("WS", "COMMENT", "DOCSTRING", "STRING", "NUMBER", "NAME")
+_REGEX_ORDER = ("WS", "COMMENT", "DOCSTRING", "STRING", "SQSTRING", "NUMBER", "NAME")
 _MULTILINE = frozenset({"WS", "COMMENT", "DOCSTRING"})
 
 

@@ -302,6 +302,11 @@ def _unexpected_token(err: UnexpectedToken, text: str, path: str) -> tuple[Diagn
         msg = "unterminated docstring: no closing '\"\"\"'"
         msg += f" (in {where})" if where else ""
         return Diagnostic("E0002", msg, _point(path, tok.line, tok.column, 3)), True
+    if tok.type == "SQSTRING":  # single quotes are only for literals inside a type
+        msg = "invalid character \"'\"" + (f" (in {where})" if where else "")
+        hint = ("strings use double quotes (single quotes only in a type, as in "
+                "Literal['a', 'b'])")
+        return Diagnostic("E0003", msg, _point(path, tok.line, tok.column), hint), False
     msg = f"unexpected {_describe_token(tok)}, expected {expected}"
     if where:
         msg += f" (in {where})"

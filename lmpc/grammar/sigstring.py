@@ -2,7 +2,10 @@
 
 A string-form ``signature`` keeps its text verbatim (the formatter prints it back); its
 fields are parsed here into ``SigField`` nodes whose spans point inside the string.
-A field with no type has ``type=None`` (str).
+A field with no type has ``type=None`` (str). The fields are split as DSPy splits them
+(one ``->``, commas outside brackets, a trailing comma allowed) and each type is parsed by
+the one type grammar of ``lmp.lark``, so ``Optional[str]``, ``int | None`` or
+``Literal['a', 'b']`` mean here what they mean in a block signature.
 """
 
 from __future__ import annotations
@@ -64,7 +67,10 @@ def parse_fields(text: str, path: str, line: int, col: int,
                 raise SigStringError("a string signature needs at least one output field",
                                      offset, 1)
             continue
-        for item_offset, item in split_top_level(side, ",", offset):
+        items = split_top_level(side, ",", offset)
+        if len(items) > 1 and not items[-1][1].strip():
+            items.pop()  # a trailing comma, as Python (and so DSPy) allows
+        for item_offset, item in items:
             fields.append(_field(direction, item, item_offset, path, line, col, parse_type))
     return fields
 
@@ -83,20 +89,29 @@ def _field(direction: str, item: str, offset: int, path: str, line: int,
                 end_col=col + offset + len(item))
     type_ = None
     if type_text.strip():
+        type_offset = offset + item.index(":") + 1
+        type_offset += len(type_text) - len(type_text.lstrip())
         try:
             type_ = parse_type(type_text.strip(), path)
         except LarkError:
-            type_offset = offset + item.index(":") + 1
             raise SigStringError(f"invalid type {type_text.strip()!r} for field {name!r}",
-                                 type_offset, max(len(type_text), 1)) from None
-        type_ = _respan(type_, span)
+                                 type_offset, max(len(type_text.strip()), 1)) from None
+        type_ = _respan(type_, span, col + type_offset - 1)
     return ast.SigField(direction=direction, name=name, type=type_, span=span)
 
 
-def _respan(type_: ast.TypeExpr, span: Span) -> ast.TypeExpr:
-    """Point a type parsed from a string at the field's place in the source."""
+def _respan(type_: ast.TypeExpr, field: Span, shift: int) -> ast.TypeExpr:
+    """Point the nodes of a type parsed from a string at their place in the source
+    (columns shifted by where the type starts); anything off the string's one line
+    points at the whole field."""
     for node in type_.walk():
-        node.span = span  # type: ignore[attr-defined]
+        own = node.span  # type: ignore[attr-defined]
+        if own.line == 1 and (own.end_line or 1) == 1:
+            node.span = Span(file=field.file, line=field.line,  # type: ignore[attr-defined]
+                             col=own.col + shift, end_line=field.line,
+                             end_col=(own.end_col or own.col) + shift)
+        else:
+            node.span = field  # type: ignore[attr-defined]
     return type_
 
 
@@ -123,13 +138,11 @@ def expand_string_signatures(file: ast.File, path: str,
 
 def _string_start(decl: ast.SignatureDecl) -> tuple[int, int]:
     """Line and column of the first character inside the signature's string."""
-    # The string is the last token of the declaration and sits on one line.
+    if decl.text_span is not None:
+        return decl.text_span.line, decl.text_span.col + 1
+    # No token position (a tree built by hand): the string ends the declaration.
     span = decl.span
     end_line = span.end_line or span.line
     end_col = span.end_col or span.col
-    return end_line, end_col - 1 - len(_escaped_length_hint(decl.text or ""))
-
-
-def _escaped_length_hint(text: str) -> str:
-    """The text as it was most likely spelled (escapes only shift columns slightly)."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = (decl.text or "").replace("\\", "\\\\").replace('"', '\\"')
+    return end_line, end_col - 1 - len(escaped.replace("\n", "\\n"))

@@ -183,6 +183,9 @@ class ToAst:
     def named_type(self, pos: Pos, c: list) -> ast.NamedType:
         return ast.NamedType(name=c[0], args=list(c[1:]), span=self.span(pos))
 
+    def ellipsis_type(self, pos: Pos, c: list) -> ast.NamedType:
+        return ast.NamedType(name="...", span=self.span(pos))
+
     def dotted_name(self, pos: Pos, c: list) -> str:
         return ".".join(c)  # NAME tokens: the result is a plain str
 
@@ -190,15 +193,42 @@ class ToAst:
         return ast.OptionalType(inner=c[0], span=self.span(pos))
 
     def literal_type(self, pos: Pos, c: list) -> ast.LiteralType:
-        return ast.LiteralType(values=list(c), span=self.span(pos))
+        value, raw = c[0]
+        return ast.LiteralType(values=[value], raws=[raw], span=self.span(pos))
 
-    def literal_atom(self, pos: Pos, c: list) -> str | int | float | bool:
+    def union_type(self, pos: Pos, c: list) -> ast.TypeExpr:
+        """``a | b``: literals next to literals join one LiteralType (``"a" | "b"``, as
+        before unions existed); other members gather in one UnionType, left to right.
+        A parenthesized operand stays one member."""
+        left, right = c
+        span = self.span(pos)
+        if (isinstance(left, ast.LiteralType) and isinstance(right, ast.LiteralType)
+                and not left.grouped and not right.grouped):
+            return ast.LiteralType(values=[*left.values, *right.values],
+                                   raws=[*left.raws, *right.raws], span=span)
+        if isinstance(left, ast.UnionType) and not left.grouped:
+            last = left.members[-1]
+            if (isinstance(last, ast.LiteralType) and isinstance(right, ast.LiteralType)
+                    and not last.grouped and not right.grouped):
+                joined = ast.LiteralType(values=[*last.values, *right.values],
+                                         raws=[*last.raws, *right.raws], span=last.span)
+                return ast.UnionType(members=[*left.members[:-1], joined], span=span)
+            return ast.UnionType(members=[*left.members, right], span=span)
+        return ast.UnionType(members=[left, right], span=span)
+
+    def grouped_type(self, pos: Pos, c: list) -> ast.TypeExpr:
+        node = c[0]
+        node.grouped = True
+        return node
+
+    def literal_atom(self, pos: Pos, c: list) -> tuple[str | int | float | bool, str]:
         tok = c[0]
-        if tok.type == "STRING":
-            return string_value(tok)
+        raw = str(tok)
+        if tok.type in ("STRING", "SQSTRING"):
+            return string_value(tok), raw
         if tok.type == "NUMBER":
-            return number_value(str(tok))
-        return tok.type == "TRUE"
+            return number_value(raw), raw
+        return tok.type == "TRUE", raw
 
     # ------------------------------------------------------------ signatures, tools
     def signature_block(self, pos: Pos, c: list) -> ast.SignatureDecl:
@@ -206,9 +236,11 @@ class ToAst:
         return ast.SignatureDecl(name=str(c[0]), fields=rest, doc=doc, span=self.span(pos))
 
     def signature_string(self, pos: Pos, c: list) -> ast.SignatureDecl:
-        # Fields are filled in by the parser, which parses the string's contents.
-        return ast.SignatureDecl(name=str(c[0]), fields=[], text=string_value(c[1]),
-                                 span=self.span(pos))
+        # Fields are filled in by the parser, which parses the string's contents. A second
+        # string is the instructions (DSPy's `Signature("q -> a", "Answer briefly.")`).
+        doc = string_value(c[2]) if len(c) > 2 else None
+        return ast.SignatureDecl(name=str(c[0]), fields=[], text=string_value(c[1]), doc=doc,
+                                 text_span=self.tspan(c[1]), span=self.span(pos))
 
     def sig_field(self, pos: Pos, c: list) -> ast.SigField:
         direction, name, *rest = c
@@ -399,7 +431,8 @@ class ToAst:
 # ------------------------------------------------------------------ inline callbacks
 
 # Tokens that carry a value; the others (keywords, punctuation) only shape the tree.
-VALUE_TOKENS = frozenset({"NAME", "NUMBER", "STRING", "DOCSTRING", "TRUE", "FALSE"})
+VALUE_TOKENS = frozenset({"NAME", "NUMBER", "STRING", "SQSTRING", "DOCSTRING", "TRUE",
+                          "FALSE"})
 # Rules written with `!` in lmp.lark: their keyword token *is* the value.
 KEEP_TOKEN_RULES = frozenset({"direction", "predictor_kind", "comp_op"})
 # Rule methods of ToAst (the other public names are helpers).

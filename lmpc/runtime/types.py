@@ -212,7 +212,8 @@ def _list(value: Any, t: TypeRef, program: ProgramIR | None, field: str) -> list
     return [coerce(v, item_type, program, f"{field}[{i}]") for i, v in enumerate(items)]
 
 
-def _dict(value: Any, t: TypeRef, program: ProgramIR | None, field: str) -> dict[str, Any]:
+def _dict(value: Any, t: TypeRef, program: ProgramIR | None, field: str) -> dict[Any, Any]:
+    key_type = t.args[0] if t.args else TypeRef(kind="str")
     value_type = t.args[1] if len(t.args) > 1 else TypeRef(kind="any")
     if isinstance(value, str):
         parsed = loads_lenient(value)
@@ -221,7 +222,63 @@ def _dict(value: Any, t: TypeRef, program: ProgramIR | None, field: str) -> dict
         value = parsed
     if not isinstance(value, dict):
         raise CoercionError(field, "a JSON object", value)
-    return {str(k): coerce(v, value_type, program, f"{field}.{k}") for k, v in value.items()}
+    # JSON keys are text: a dict[int, T] key "3" becomes 3
+    keyed = key_type.kind != "str"
+    return {coerce(str(k), key_type, program, f"{field} key") if keyed else str(k):
+            coerce(v, value_type, program, f"{field}.{k}") for k, v in value.items()}
+
+
+def _tuple(value: Any, t: TypeRef, program: ProgramIR | None, field: str) -> list[Any]:
+    """A fixed number of items, each of its own type (a JSON array, or ``a, b`` text)."""
+    expected = describe(t, program)
+    if isinstance(value, str):
+        parsed = loads_lenient(value) if value.lstrip()[:1] in "[`(" else MISSING
+        items = parsed if isinstance(parsed, list) else _split_items(value.strip().strip("()"))
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise CoercionError(field, expected, value)
+    if len(items) != len(t.args):
+        raise CoercionError(field, expected, value, f"{len(items)} items, not {len(t.args)}")
+    return [coerce(v, item, program, f"{field}[{i}]")
+            for i, (v, item) in enumerate(zip(items, t.args, strict=True))]
+
+
+# Python values whose JSON kind matches a member of a union exactly (tried first).
+_EXACT: dict[str, tuple[type, ...]] = {
+    "str": (str,), "enum": (str,), "literal": (str, int, float, bool), "bool": (bool,),
+    "int": (int,), "float": (float, int), "list": (list,), "tuple": (list,),
+    "dict": (dict,), "class": (dict,),
+}
+
+
+def _union(value: Any, t: TypeRef, program: ProgramIR | None, field: str) -> Any:
+    """The first member the value fits, as DSPy (pydantic) picks one: text that is JSON
+    is read as JSON first (``"42"`` for ``int | str`` is 42), and a member whose kind
+    matches the value exactly is tried before the others, in the order declared."""
+    candidates = [value]
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value.strip())
+        except ValueError:
+            parsed = MISSING
+        if parsed is not MISSING and not isinstance(parsed, str):
+            candidates.insert(0, parsed)
+    for candidate in candidates:
+        exact = [m for m in t.args if _fits_kind(candidate, m)]
+        for member in exact + [m for m in t.args if m not in exact]:
+            try:
+                return coerce(candidate, member, program, field)
+            except ParseFailure:
+                continue
+    raise CoercionError(field, describe(t, program), value)
+
+
+def _fits_kind(value: Any, member: TypeRef) -> bool:
+    kinds = _EXACT.get(member.kind, ())
+    if isinstance(value, bool):
+        return member.kind in ("bool", "literal")
+    return isinstance(value, kinds)
 
 
 def _key_value_lines(text: str) -> Any:
@@ -270,7 +327,9 @@ _HANDLERS = {
     "literal": _literal,
     "list": _list,
     "dict": _dict,
+    "tuple": _tuple,
     "optional": _optional,
+    "union": _union,
     "class": _class,
 }
 
@@ -299,6 +358,11 @@ def describe(t: TypeRef, program: ProgramIR | None = None, detailed: bool = Fals
         return f"a JSON array of {describe(inner, program)}"
     if kind == "optional":
         return f"{describe(t.args[0], program, detailed)}, or none"
+    if kind == "union":
+        return " or ".join(describe(a, program, detailed) for a in t.args)
+    if kind == "tuple":
+        items = ", ".join(describe(a, program) for a in t.args)
+        return f"a JSON array of {len(t.args)} item{'s' if len(t.args) != 1 else ''}: {items}"
     if kind == "class":
         return _describe_class(t, program)
     return _SCALAR_WORDS.get(kind, "a JSON object")
@@ -335,6 +399,10 @@ def token_budget(t: TypeRef, program: ProgramIR | None = None) -> int:
         return 4 + longest // 2
     if kind == "optional":
         return token_budget(t.args[0], program)
+    if kind == "union":
+        return max(token_budget(a, program) for a in t.args)
+    if kind == "tuple":
+        return min(1024, 8 + sum(4 + token_budget(a, program) for a in t.args))
     if kind == "list":
         inner = t.args[0] if t.args else TypeRef(kind="any")
         return min(1024, 8 + 8 * token_budget(inner, program))

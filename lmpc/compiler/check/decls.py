@@ -111,9 +111,12 @@ def check_signature(decl: ast.SignatureDecl, ctx: Ctx) -> SignatureIR:
     def field_ir(f: ast.SigField) -> FieldIR:
         return FieldIR(name=f.name, type=ctx.types.resolve(f.type), desc=f.desc, span=f.span)
 
-    return SignatureIR(name=decl.name, instructions=decl.doc or "",
-                       inputs=[field_ir(f) for f in decl.inputs],
-                       outputs=[field_ir(f) for f in decl.outputs], span=decl.span)
+    sig = SignatureIR(name=decl.name, instructions=decl.doc or "",
+                      inputs=[field_ir(f) for f in decl.inputs],
+                      outputs=[field_ir(f) for f in decl.outputs], span=decl.span)
+    if not sig.instructions.strip():  # DSPy's default sentence, as DSPy writes it
+        sig.instructions = sig.default_instructions()
+    return sig
 
 
 def param_fields(params: list[ast.Param], ctx: Ctx, owner: str) -> list[FieldIR]:

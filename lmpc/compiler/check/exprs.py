@@ -97,12 +97,15 @@ def _enum_member(ref: ast.Ref, dst: TypeRef | None, env: Env, ctx: Ctx) -> str |
         return None
     while dst is not None and dst.kind == "optional":
         dst = dst.args[0]
-    if dst is not None and dst.kind == "enum" and path[0] in enums.get(dst.name or "", []):
-        return path[0]
-    if dst is not None and dst.kind == "literal" and path[0] in dst.values:
-        return path[0]
-    if (dst is None or dst.kind in ("str", "any")) and path[0] in ctx.enum_values:
-        return path[0]
+    choices = dst.args if dst is not None and dst.kind == "union" else [dst]
+    for choice in choices:
+        if choice is not None and choice.kind == "enum" and path[0] in enums.get(
+                choice.name or "", []):
+            return path[0]
+        if choice is not None and choice.kind == "literal" and path[0] in choice.values:
+            return path[0]
+        if (choice is None or choice.kind in ("str", "any")) and path[0] in ctx.enum_values:
+            return path[0]
     return None
 
 

@@ -36,7 +36,8 @@ E1201    unknown LM (also an optimizer parameter naming an LM, role or module)
 E1202    unknown signature
 E1203    unknown module (or module/tool in a call step)
 E1204    unknown tool
-E1205    unknown type, or wrong type arguments (``list[T]``, ``dict[str, T]``)
+E1205    unknown type, or wrong type arguments (``list[T]``, ``dict[K, V]``, ``Optional[T]``,
+         ``Literal[...]``, ``tuple[T, ...]``)
 E1206    unknown metric (a reference, or a built-in metric name)
 E1207    unknown dataset
 E1208    unknown optimizer
@@ -44,6 +45,7 @@ E1209    unknown parameter or option (optimizer, predictor, metric, dataset, opt
 E1210    unknown name in a module body (not an input, a step or an enum value)
 E1211    unknown field (step output, class field, enum value, test expectation)
 E1212    a step used before it is defined (or by itself)
+E1213    a type lmpc does not support (DSPy's Image, Audio, History, Tool, ...; sets, bytes)
 E1301    missing argument or required option
 E1302    unknown or extra argument
 E1303    type mismatch along the dataflow (argument, return, default, test value)
@@ -87,7 +89,7 @@ from lmpc.compiler.check.imports import LoadedFile, load_files
 from lmpc.compiler.check.modules import CallEdge, check_body, check_recursion, module_header
 from lmpc.compiler.check.optimize import check_optimize, check_optimize_names, check_test
 from lmpc.compiler.check.scope import MAX_ERRORS, NAMESPACES, Scope, TooManyErrors
-from lmpc.compiler.check.typecheck import GENERICS, SCALARS, TypeResolver
+from lmpc.compiler.check.typecheck import BUILTIN_NAMES, TypeResolver
 from lmpc.diagnostics import Diagnostic
 from lmpc.grammar import ast
 from lmpc.grammar.parser import gc_paused
@@ -191,7 +193,7 @@ def _collect(files: list[LoadedFile], scope: Scope) -> None:
             if namespace is None:
                 continue
             first = scope.decls[namespace].get(decl.name)
-            if namespace == "type" and decl.name in (*SCALARS, *GENERICS):
+            if namespace == "type" and decl.name in BUILTIN_NAMES:
                 scope.error("E1101", f"'{decl.name}' is a built-in type",
                             scope.name_span(decl.span, decl.name))
             elif first is not None:

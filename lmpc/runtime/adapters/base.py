@@ -95,12 +95,11 @@ class Adapter(ABC):
 
 
 def instructions_of(sig: SignatureIR) -> str:
-    """The signature's instructions, or a default sentence naming the fields."""
+    """The signature's instructions, or DSPy's default sentence naming the fields (the
+    checker fills it in already; this covers IR built without it)."""
     if sig.instructions.strip():
         return sig.instructions.strip()
-    ins = ", ".join(f"`{f.name}`" for f in sig.inputs)
-    outs = ", ".join(f"`{f.name}`" for f in sig.outputs)
-    return f"Given the fields {ins}, produce the fields {outs}."
+    return sig.default_instructions()
 
 
 def field_view(f: FieldIR, program: ProgramIR, detailed: bool = True) -> dict[str, str]:

@@ -3,9 +3,10 @@
 A small base model asked for ``Category:`` often lists every allowed value, or writes a
 sentence where an enum belongs. llama.cpp can restrict sampling to a grammar (GBNF), so
 with one the reply *is* the declared type: an enum value, a number, a JSON object of the
-class's fields. The grammar covers the text after the first output label — each field's
-value, then ``\\nLabel: value`` for the next — and stays close to what the layout already
-asks for, so the model's most likely tokens are usually allowed anyway.
+class's fields, one of a union's members, a tuple's items in order. The grammar covers
+the text after the first output label — each field's value, then ``\\nLabel: value`` for
+the next — and stays close to what the layout already asks for, so the model's most
+likely tokens are usually allowed anyway.
 
 Under a grammar every value is one line: text is a line, lists and objects are compact
 JSON (the layout renders demo outputs the same way).
@@ -98,6 +99,12 @@ class _Builder:
         self.used: set[str] = set()
 
     def define(self, name: str, body: str) -> str:
+        """A rule ``name ::= body``; a name already taken by another body (``float?`` and
+        ``float`` slug alike) gets a number."""
+        base, n = name, 1
+        while name in self.rules and self.rules[name] != body:
+            n += 1
+            name = f"{base}-{n}"
         self.rules.setdefault(name, body)
         return name
 
@@ -127,8 +134,14 @@ class _Builder:
             "enum": lambda t: _choice(self._enum_values(t), quoted=False),
             "literal": lambda t: _choice(t.values, quoted=False),
             "optional": lambda t: f'{self.line_value(t.args[0])} | "none"',
+            "union": lambda t: self._alternatives(t, self.line_value, "line"),
         }.get(t.kind, self.json_value)
         return handler(t)
+
+    def _alternatives(self, t: TypeRef, value: Callable[[TypeRef], str], hint: str) -> str:
+        """One named rule per member of a union (a member may itself be alternatives)."""
+        names = [self.define(f"{hint}-{_slug(str(m))}", value(m)) for m in t.args]
+        return "( " + " | ".join(names) + " )"
 
     # ------------------------------------------------------------ JSON values
 
@@ -155,6 +168,12 @@ class _Builder:
             self.use("jstr")
             pair = f'jstr jws ":" jws {value}'
             return f'"{{" jws ( {pair} ( jws "," jws {pair} )* )? jws "}}"'
+        if kind == "tuple":
+            self.use("jws")
+            items = ' jws "," jws '.join(self.rule("item", a) for a in t.args)
+            return f'"[" jws {items} jws "]"'
+        if kind == "union":
+            return self._alternatives(t, self.json_value, "json")
         if kind == "class":
             return self._class(t)
         return self.use("jval")
