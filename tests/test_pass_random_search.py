@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
 
 from world import World, classify_program, examples, pass_context  # noqa: E402
 
-from lmpc.compiler.passes._demos import rng_for  # noqa: E402
+from lmpc.compiler.passes._demos import rng_for, stratified  # noqa: E402
 from lmpc.compiler.passes.base import BudgetExceeded  # noqa: E402
 from lmpc.compiler.passes.bootstrap_random_search import (  # noqa: E402
     bootstrap_random_search,
@@ -55,7 +55,9 @@ def test_seed_scheme() -> None:
         size = rng.randint(1, 3)
         assert row["max_bootstrapped_demos"] == size
         assert row["demos"]["Classify.c"] == {"bootstrapped": size, "labeled": 5 - size}
-        assert row["bootstrap"]["bootstrapped_examples"] == sorted(order[:size])
+        # the shuffled trainset, walked class by class (stratified by the label)
+        walked = stratified([examples(TRAIN)[i] for i in order], "label")[:size]
+        assert row["bootstrap"]["bootstrapped_examples"] == sorted(e.index for e in walked)
 
 
 def test_scored_on_the_valset_best_first_ties_in_seed_order() -> None:

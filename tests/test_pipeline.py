@@ -41,7 +41,8 @@ def test_labeled_fewshot_raises_the_score(tmp_path: Path) -> None:
     assert len(result.program.predictors["Classify.p"].demos) == 3
     assert not program.predictors["Classify.p"].demos  # the input IR is untouched
     run = result.passes[0]
-    assert run.name == "labeled_fewshot" and run.params == {"k": 3, "sample": True}
+    assert run.name == "labeled_fewshot" and run.params == {"k": 3, "sample": True,
+                                                         "stratify": True}
     assert run.usage["lm_requests"] == 0  # labeled demos cost nothing
     # before and after: 12 evaluation requests each, counted in the totals
     assert result.usage["lm_requests"] == 24

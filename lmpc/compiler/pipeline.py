@@ -300,6 +300,7 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             seed=seed, threads=threads, candidates=candidates,
             progress=lambda e, name=pass_ir.name: emit({"pass": name, **e}),
             budget=tracker if tracker.limited else None,
+            metric_field=_metric_field(current, metric_ir),
         )
         run = PassRun(name=pass_ir.name, params=params, seed=seed)
         emit({"pass": pass_ir.name, "started": True, "index": index,
@@ -314,6 +315,14 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             log.warning("budget reached in pass %s: %s", pass_ir.name, tracker.exceeded)
             break
     return runs, current
+
+
+def _metric_field(program: ProgramIR, metric_ir: Any) -> str | None:
+    """The output the metric compares (the first one, through weighted sums)."""
+    from lmpc.compiler.check.data import metric_fields
+
+    fields = metric_fields(metric_ir.name, program.metrics)
+    return fields[0][0] if fields else None
 
 
 def _call_pass(fn: Pass, program: ProgramIR, ctx: PassContext, params: dict[str, Any],

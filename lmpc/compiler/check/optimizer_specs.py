@@ -129,6 +129,10 @@ _BOOTSTRAP = (
 
 _AUTO = ("light", "medium", "heavy")
 
+_STRATIFY = _bool("stratify", True, "when the metric's field is an enum or a small label "
+                  "set, cover every class of the trainset before repeating one in the "
+                  "labeled and bootstrapped demos (false: plain seeded sampling)")
+
 
 def _with_demo_defaults(bootstrapped: int, labeled: int) -> tuple[ParamSpec, ...]:
     """The bootstrap parameter group with different demo-count defaults."""
@@ -151,13 +155,14 @@ _SPECS: tuple[OptimizerSpec, ...] = (
         (
             _int("k", 16, "demos per predictor"),
             _bool("sample", True, "draw a seeded sample (false: the first k rows)"),
+            _STRATIFY,
         ),
     ),
     OptimizerSpec(
         "bootstrap_fewshot",
         "Run a teacher over the trainset; successful traces become demos, topped up "
         "with labeled rows.",
-        _BOOTSTRAP,
+        _BOOTSTRAP + (_STRATIFY,),
         uses_teacher=True,
     ),
     OptimizerSpec(
@@ -165,6 +170,7 @@ _SPECS: tuple[OptimizerSpec, ...] = (
         "Bootstrap many candidate demo sets (zero-shot, labeled-only, unshuffled, "
         "seeded shuffles) and keep the best on the valset.",
         _BOOTSTRAP + (
+            _STRATIFY,
             _int("num_candidate_programs", 16, "shuffled-seed candidates beyond the three "
                  "fixed ones", lo=1),
             _float("stop_at_score", None, "stop early once a candidate reaches this score",
@@ -217,6 +223,7 @@ _SPECS: tuple[OptimizerSpec, ...] = (
             _bool("data_aware", True, "show the proposer a summary of the dataset"),
             _bool("tip_aware", True, "give the proposer a randomly drawn tip"),
             _bool("fewshot_aware", True, "show the proposer bootstrapped demos"),
+            _STRATIFY,
             ParamSpec("storage", "str", None, "where the Optuna study lives, so an interrupted "
                       "build resumes: an Optuna RDB URL, or \"memory\" (default: SQLite "
                       "beside the LM cache)", nullable=True),

@@ -12,12 +12,19 @@ successful teacher trace (inputs plus every output, ``reasoning`` included).
 >>> [e.index for e in seeded_sample(
 ...     [Example({}, {}, index=i) for i in range(10)], 3, rng_for(0, "doc"))]
 [4, 0, 6]
+
+Stratified order: every class before any repeats, the given order kept within a class.
+
+>>> rows = [Example({}, {"y": y}, index=i) for i, y in enumerate("aaaab")]
+>>> [e.labels["y"] for e in stratified(rows, "y")]
+['a', 'b', 'a', 'a', 'a']
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lmpc.compiler.passes.base import BudgetExceeded
@@ -44,6 +51,100 @@ def rng_for(seed: int, tag: str | int) -> random.Random:
 def seeded_sample(items: list[Any], k: int, rng: random.Random) -> list[Any]:
     """``k`` items drawn without replacement (all of them, reordered, if fewer)."""
     return rng.sample(items, min(k, len(items)))
+
+
+#: A field whose labels take at most this many values (each seen at least twice) is
+#: treated as a label set even when its type is not an enum.
+MAX_CLASSES = 16
+
+
+def class_field(program: ProgramIR, module: str, field: str | None,
+                examples: list[Example]) -> str | None:
+    """The label field demos are balanced over, or None when there is none to balance.
+
+    ``field`` is the one the metric reads. It qualifies when the module declares it as
+    an enum, a literal union or a bool, or when its values in ``examples`` form a small
+    label set (at most ``MAX_CLASSES`` values, on average each used at least twice).
+    """
+    if not field or module not in program.modules:
+        return None
+    declared = {f.name: f.type for f in program.modules[module].outputs}
+    kind = declared[field].kind if field in declared else None
+    if kind in ("enum", "literal", "bool"):
+        return field
+    values = [_hashable(ex.labels.get(field)) for ex in examples if field in ex.labels]
+    distinct = set(values)
+    if values and 1 < len(distinct) <= MAX_CLASSES and 2 * len(distinct) <= len(values):
+        return field
+    return None
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool | None) else repr(value)
+
+
+def class_of(example: Example, field: str | None) -> Any:
+    """The example's class under ``field`` (one shared class when there is no field)."""
+    return _hashable(example.labels.get(field)) if field else None
+
+
+def stratified(examples: list[Example], field: str | None,
+               counts: Counter[Any] | None = None) -> list[Example]:
+    """``examples`` reordered so each next one is of the class with the fewest so far.
+
+    ``counts`` are classes already taken (e.g. by bootstrapped demos); ties go to the
+    class seen first. Within a class the given order is kept, so a seeded shuffle before
+    this keeps the result seeded. Without a ``field`` the order is unchanged.
+    """
+    if not field:
+        return list(examples)
+    queue = ClassQueue(examples, lambda ex: class_of(ex, field), counts)
+    out: list[Example] = []
+    while (nxt := queue.next()) is not None:
+        out.append(nxt)
+        queue.taken(nxt)
+    return out
+
+
+class ClassQueue:
+    """Items served class by class: next comes the class with the fewest taken.
+
+    Bootstrapping takes an example only when the teacher succeeds on it, so a class the
+    teacher keeps failing on is tried again (its next example) before another class gets
+    a second demo — until that class runs out of examples. Ties between classes go to
+    the fewest tried, then to the class seen first. Within a class, the given order.
+    """
+
+    def __init__(self, items: Iterable[Any], key: Callable[[Any], Any],
+                 counts: Counter[Any] | None = None) -> None:
+        self._key = key
+        self._pending: dict[Any, list[Any]] = {}
+        for item in items:
+            self._pending.setdefault(key(item), []).append(item)
+        self._order = {c: i for i, c in enumerate(self._pending)}
+        self.counts: Counter[Any] = Counter(counts or {})
+        self._tried: Counter[Any] = Counter()
+
+    def next(self) -> Any | None:
+        """The next item to try, or None when every class is used up."""
+        left = [c for c, rows in self._pending.items() if rows]
+        if not left:
+            return None
+        cls = min(left, key=lambda c: (self.counts[c], self._tried[c], self._order[c]))
+        self._tried[cls] += 1
+        return self._pending[cls].pop(0)
+
+    def taken(self, item: Any) -> None:
+        """Count ``item``'s class as having one more demo."""
+        self.counts[self._key(item)] += 1
+
+
+def class_counts(examples: Iterable[Example], field: str | None) -> dict[str, int]:
+    """How many of ``examples`` are of each class (for reports), by class name."""
+    if not field:
+        return {}
+    counts = Counter(str(class_of(ex, field)) for ex in examples)
+    return dict(sorted(counts.items()))
 
 
 def clear_demos(program: ProgramIR, module: str) -> ProgramIR:
@@ -144,6 +245,24 @@ def trace_demos(
         out.setdefault(pid, []).append(
             Demo(values={**step.inputs, **step.outputs}, kind="bootstrapped")
         )
+    return out
+
+
+def demo_classes(program: ProgramIR, module: str, field: str | None
+                 ) -> dict[str, dict[str, int]]:
+    """Per predictor that shows the class field in its demos: demos per class."""
+    if not field:
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for pred in program.predictors_of(module):
+        aliases = field_aliases(program, module, pred)
+        own = next((f.name for f in pred.signature.outputs
+                    if f.name == field or aliases.get(f.name) == field), None)
+        if own is None:
+            continue
+        counts = Counter(str(_hashable(d.values.get(own))) for d in pred.demos
+                         if own in d.values)
+        out[pred.id] = dict(sorted(counts.items()))
     return out
 
 

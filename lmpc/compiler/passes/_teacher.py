@@ -46,6 +46,7 @@ def resolve_teacher(
     ctx: PassContext,
     teacher: str | None,
     max_labeled_demos: int,
+    field: str | None = None,
 ) -> Teacher:
     """The teacher for bootstrapping ``student`` (``original`` is the program before clearing)."""
     if teacher is not None and teacher in original.modules:
@@ -55,7 +56,7 @@ def resolve_teacher(
                         source=f"copy of the student ({teacher or 'teacher role'})")
     if not any(p.demos for p in found.program.predictors_of(found.module)):
         apply_labeled(found.program, found.module, ctx.trainset, max_labeled_demos, True,
-                      ctx.seed)
+                      ctx.seed, field)
     return found
 
 

@@ -55,7 +55,8 @@ class PassContext:
     ``teacher_ctx``, ``prompt_ctx`` and ``reflection_ctx`` run the other LM roles
     (each defaults to ``run_ctx``). ``metric(example, prediction, trace)`` returns a
     float in 0..1 (or bool); with a trace it should be strict. ``candidates`` are the
-    scored programs of the previous pass (for ``ensemble(top = k)``). ``progress``
+    scored programs of the previous pass (for ``ensemble(top = k)``). ``metric_field`` is
+    the output the metric compares (demo selection balances its classes). ``progress``
     receives events such as ``{"pass": ..., "candidate": ..., "best": ...}`` — the CLI
     draws them; library code never prints.
     """
@@ -73,6 +74,7 @@ class PassContext:
     candidates: list[Candidate] = field(default_factory=list)
     progress: Callable[[dict[str, Any]], None] = lambda event: None
     budget: Any = None  # lmpc.compiler.budget.BudgetTracker, when the optimize block sets one
+    metric_field: str | None = None
 
     def __post_init__(self) -> None:
         self.teacher_ctx = self.teacher_ctx or self.run_ctx

@@ -1,7 +1,7 @@
 """``bootstrap_fewshot``: a teacher's successful traces become demos (OPTIMIZERS.md).
 
 Parameters (defaults): ``max_bootstrapped_demos=4, max_labeled_demos=16, max_rounds=1,
-metric_threshold=none, max_errors=10, teacher=none``.
+metric_threshold=none, max_errors=10, teacher=none, stratify=true``.
 
 1. The student is a copy of the program with its demos cleared. The teacher is the given
    teacher — another module of the same shape, an LM name or an LM role — or a copy of
@@ -17,6 +17,14 @@ metric_threshold=none, max_errors=10, teacher=none``.
 4. Each predictor keeps its bootstrapped demos and is topped up to ``max_labeled_demos``
    with a seeded sample of the training examples that were not bootstrapped.
 
+Stratified (``stratify = true``, when the metric's field is an enum or a small label
+set): the walk goes class by class — the next example tried is of the class with the
+fewest bootstrapped demos, so every class the trainset has gets one before any gets a
+second (a class the teacher keeps failing on is tried until its examples run out) —
+and the top-up and the teacher's labeled demos cover the classes the same way. A weak
+teacher that is right mostly on one class otherwise fills every slot with that class.
+The report gives the class counts.
+
 Before / after, for ``Classify(text) -> label`` with one ``predict`` step::
 
     before: Classify.c  demos=[]
@@ -26,13 +34,17 @@ Before / after, for ``Classify(text) -> label`` with one ``predict`` step::
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lmpc.compiler.passes._demos import (
+    ClassQueue,
     PassError,
     attributed,
     check_budget,
+    class_field,
+    class_of,
     clear_demos,
     demo_counts,
     hidden_values,
@@ -40,6 +52,7 @@ from lmpc.compiler.passes._demos import (
     reraise_if_over_budget,
     rng_for,
     seeded_sample,
+    stratified,
     trace_demos,
 )
 from lmpc.compiler.passes._teacher import Teacher, resolve_teacher
@@ -59,6 +72,7 @@ class BootstrapParams:
     metric_threshold: float | None = None
     max_errors: int = 10
     teacher: str | None = None
+    stratify: bool = True
 
 
 @dataclass
@@ -81,10 +95,11 @@ def bootstrap_fewshot(
     metric_threshold: float | None = None,
     max_errors: int = 10,
     teacher: str | None = None,
+    stratify: bool = True,
 ) -> PassResult:
     """Bootstrap demos for every predictor of ``ctx.module`` from a teacher's traces."""
     params = BootstrapParams(max_bootstrapped_demos, max_labeled_demos, max_rounds,
-                             metric_threshold, max_errors, teacher)
+                             metric_threshold, max_errors, teacher, stratify)
     out, report = bootstrap(program, ctx, ctx.trainset, params,
                             {"pass": "bootstrap_fewshot"})
     return PassResult(program=out, report=report)
@@ -101,10 +116,15 @@ def bootstrap(
 
     Shared by random search, which calls it with shuffled trainsets.
     """
+    from lmpc.compiler.passes.labeled_fewshot import class_report
+
+    class_by = class_field(program, ctx.module, ctx.metric_field, trainset) \
+        if params.stratify else None
     student = clear_demos(program, ctx.module)
-    teacher = resolve_teacher(program, student, ctx, params.teacher, params.max_labeled_demos)
-    walk = walk_teacher(teacher, ctx, trainset, params, attribution)
-    _assign(student, ctx, trainset, walk, params)
+    teacher = resolve_teacher(program, student, ctx, params.teacher, params.max_labeled_demos,
+                              class_by)
+    walk = walk_teacher(teacher, ctx, trainset, params, attribution, class_by)
+    _assign(student, ctx, trainset, walk, params, class_by)
     report: dict[str, Any] = {
         "params": asdict(params),
         "teacher": teacher.describe(),
@@ -113,6 +133,7 @@ def bootstrap(
         "errors": walk.errors,
         "attempts": walk.attempts,
         "demos": demo_counts(student, ctx.module),
+        **class_report(student, ctx, class_by),
     }
     return student, report
 
@@ -123,12 +144,21 @@ def walk_teacher(
     trainset: list[Example],
     params: BootstrapParams,
     attribution: dict[str, Any],
+    class_by: str | None = None,
 ) -> Walk:
-    """Step 2 and 3: run the teacher on examples in order until enough succeed."""
+    """Step 2 and 3: run the teacher on examples until enough succeed.
+
+    In order — or, with a class field ``class_by``, class by class (see ``ClassQueue``).
+    """
     walk = Walk()
-    for pos, example in enumerate(trainset):
-        if len(walk.used) >= params.max_bootstrapped_demos:
+    queue = ClassQueue(range(len(trainset)), lambda pos: class_of(trainset[pos], class_by))
+    tried = 0
+    while len(walk.used) < params.max_bootstrapped_demos:
+        pos = queue.next()
+        if pos is None:
             break
+        example = trainset[pos]
+        tried += 1
         for round_ in range(params.max_rounds):
             check_budget(ctx.budget)
             hide = hidden_values(teacher.program, teacher.module, example)
@@ -141,8 +171,9 @@ def walk_teacher(
                 walk.per_example[pos] = trace_demos(trace, teacher.rename)
                 for pid, demos in walk.per_example[pos].items():
                     walk.demos.setdefault(pid, []).extend(demos)
+                queue.taken(pos)
                 break
-        ctx.progress({"step": "bootstrap", "done": pos + 1, "total": len(trainset),
+        ctx.progress({"step": "bootstrap", "done": tried, "total": len(trainset),
                       "bootstrapped": len(walk.used)})
     return walk
 
@@ -210,14 +241,19 @@ def _assign(
     trainset: list[Example],
     walk: Walk,
     params: BootstrapParams,
+    class_by: str | None = None,
 ) -> None:
-    """Step 4: bootstrapped demos first, then a seeded top-up of unused labeled rows."""
+    """Step 4: bootstrapped demos first, then a seeded top-up of unused labeled rows
+    (with a class field ``class_by``: of the classes the bootstrapped demos have least of)."""
     unused = [ex for pos, ex in enumerate(trainset) if pos not in walk.used]
+    used = Counter(class_of(trainset[pos], class_by) for pos in walk.used)
     rng = rng_for(ctx.seed, "topup")
     for pred in student.predictors_of(ctx.module):
         boot = walk.demos.get(pred.id, [])[: params.max_bootstrapped_demos]
         room = max(params.max_labeled_demos - len(boot), 0)
         pool = seeded_sample(unused, len(unused), rng)
+        if class_by:
+            pool = stratified(pool, class_by, used)
         pred.demos = boot + labeled_demos(student, ctx.module, pred, pool, room)
 
 

@@ -1,7 +1,9 @@
 """``bootstrap_random_search`` (alias ``random_search``): many demo sets, best on the valset.
 
-Parameters: those of ``bootstrap_fewshot`` plus ``num_candidate_programs=16`` and
-``stop_at_score=none``. Candidates are built by seed (OPTIMIZERS.md):
+Parameters: those of ``bootstrap_fewshot`` (``stratify`` included: every candidate's
+labeled and bootstrapped demos cover the classes of the metric's field) plus
+``num_candidate_programs=16`` and ``stop_at_score=none``. Candidates are built by
+seed (OPTIMIZERS.md):
 
 - seed −3: zero-shot (every demo cleared);
 - seed −2: ``labeled_fewshot(k=max_labeled_demos)`` only;
@@ -31,6 +33,7 @@ from typing import Any
 from lmpc.compiler.passes._demos import (
     attributed,
     check_budget,
+    class_field,
     clear_demos,
     demo_counts,
     reraise_if_over_budget,
@@ -59,12 +62,13 @@ def bootstrap_random_search(
     metric_threshold: float | None = None,
     max_errors: int = 10,
     teacher: str | None = None,
+    stratify: bool = True,
     num_candidate_programs: int = 16,
     stop_at_score: float | None = None,
 ) -> PassResult:
     """Build candidates by seed, score each on the valset, return the best."""
     params = BootstrapParams(max_bootstrapped_demos, max_labeled_demos, max_rounds,
-                             metric_threshold, max_errors, teacher)
+                             metric_threshold, max_errors, teacher, stratify)
     valset = ctx.valset or ctx.trainset
     scored: list[Candidate] = []  # in seed order, so that sorting keeps ties in it
     rows: list[dict[str, Any]] = []
@@ -107,8 +111,7 @@ def _build(
     if seed == -3:
         cand = clear_demos(program, ctx.module)
     elif seed == -2:
-        cand = clear_demos(program, ctx.module)
-        apply_labeled(cand, ctx.module, ctx.trainset, params.max_labeled_demos, True, ctx.seed)
+        cand = labeled_candidate(program, ctx, params)
     elif seed == -1:
         cand, row["bootstrap"] = bootstrap(program, ctx, ctx.trainset, params, attribution)
     else:
@@ -123,6 +126,16 @@ def _build(
     row["label"] = f"seed={seed}" + (f" ({_LABELS[seed]})" if seed in _LABELS else "")
     row["demos"] = demo_counts(cand, ctx.module)
     return cand, row
+
+
+def labeled_candidate(program: ProgramIR, ctx: PassContext,
+                      params: BootstrapParams) -> ProgramIR:
+    """Seed −2: the program with ``max_labeled_demos`` labeled demos only."""
+    cand = clear_demos(program, ctx.module)
+    by = class_field(program, ctx.module, ctx.metric_field, ctx.trainset) \
+        if params.stratify else None
+    apply_labeled(cand, ctx.module, ctx.trainset, params.max_labeled_demos, True, ctx.seed, by)
+    return cand
 
 
 def _score(cand: ProgramIR, ctx: PassContext, valset: list[Any], seed: int,

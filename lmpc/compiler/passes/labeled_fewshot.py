@@ -1,8 +1,11 @@
-"""``labeled_fewshot(k=16, sample=true)``: training rows become demos, no LM calls.
+"""``labeled_fewshot(k=16, sample=true, stratify=true)``: training rows become demos.
 
 Every predictor of the optimized module gets up to ``k`` training examples as labeled
 demos: a seeded sample of the trainset, or its first ``k`` rows when ``sample`` is false.
 A demo holds the row's fields that the predictor's signature has (inputs and outputs).
+When the metric's field is an enum or a small label set, the sample is stratified: it
+covers every class of the trainset before repeating one (``stratify = false`` draws a
+plain seeded sample, which on a small k may leave classes out). No LM calls.
 
 Before / after, for ``QA(q) -> a`` with ``predict Answer(question = q)``:
 
@@ -30,35 +33,60 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmpc.compiler.passes._demos import demo_counts, labeled_demos, rng_for, seeded_sample
+from lmpc.compiler.passes._demos import (
+    class_counts,
+    class_field,
+    demo_classes,
+    demo_counts,
+    labeled_demos,
+    rng_for,
+    seeded_sample,
+    stratified,
+)
 from lmpc.compiler.passes.base import PassContext, PassResult
 from lmpc.ir import Example, ProgramIR
 
 
 def labeled_fewshot(
-    program: ProgramIR, ctx: PassContext, k: int = 16, sample: bool = True
+    program: ProgramIR, ctx: PassContext, k: int = 16, sample: bool = True,
+    stratify: bool = True,
 ) -> PassResult:
     """Give each predictor of ``ctx.module`` ``k`` labeled demos from the trainset."""
     out = program.model_copy(deep=True)
-    apply_labeled(out, ctx.module, ctx.trainset, k, sample, ctx.seed)
+    field = class_field(program, ctx.module, ctx.metric_field, ctx.trainset) \
+        if stratify else None
+    apply_labeled(out, ctx.module, ctx.trainset, k, sample, ctx.seed, field)
     report: dict[str, Any] = {
-        "params": {"k": k, "sample": sample},
+        "params": {"k": k, "sample": sample, "stratify": stratify},
         "seed": ctx.seed,
         "demos": demo_counts(out, ctx.module),
     }
+    report.update(class_report(out, ctx, field))
     return PassResult(program=out, report=report)
 
 
+def class_report(program: ProgramIR, ctx: PassContext, field: str | None) -> dict[str, Any]:
+    """The class counts of the trainset and of each predictor's demos (for reports)."""
+    if not field:
+        return {}
+    return {"classes": {"field": field, "trainset": class_counts(ctx.trainset, field),
+                        "demos": demo_classes(program, ctx.module, field)}}
+
+
 def apply_labeled(
-    program: ProgramIR, module: str, trainset: list[Example], k: int, sample: bool, seed: int
+    program: ProgramIR, module: str, trainset: list[Example], k: int, sample: bool, seed: int,
+    field: str | None = None,
 ) -> None:
     """Replace (in place) the demos of ``module``'s predictors with ``k`` labeled rows.
 
     Every predictor draws from the same seeded order, as one sample per program, so
-    that two predictors of one module see the same examples.
+    that two predictors of one module see the same examples. With a class ``field`` a
+    sample is stratified over its classes (the first ``k`` rows stay the first ``k``).
     """
     rows = seeded_sample(trainset, len(trainset), rng_for(seed, "labeled")) if sample \
         else list(trainset)
+    if sample and field:
+        rows = stratified(rows, field)
     for pred in program.predictors_of(module):
         pred.demos = labeled_demos(program, module, pred, rows, k)
 

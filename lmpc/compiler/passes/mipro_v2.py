@@ -3,7 +3,7 @@
 Parameters (defaults): ``auto=light, num_candidates=none, num_trials=none,
 max_bootstrapped_demos=4, max_labeled_demos=4, minibatch=true, minibatch_size=35,
 minibatch_full_eval_steps=5, seed=9, init_temperature=1.0, program_aware=true,
-data_aware=true, tip_aware=true, fewshot_aware=true, storage=none``
+data_aware=true, tip_aware=true, fewshot_aware=true, stratify=true, storage=none``
 (OPTIMIZERS.md "Instructions").
 
 - Presets: light → 6 candidates, val capped at 100; medium → 12 / 300; heavy → 18 /
@@ -13,7 +13,8 @@ data_aware=true, tip_aware=true, fewshot_aware=true, storage=none``
   are chosen too). With both demo maxima 0 the search is over instructions only.
 1. Bootstrap n demo sets per predictor with random search's seed scheme (slot 0 is the
    program's current demos — zero-shot when it has none — then −2 labeled only, −1
-   unshuffled bootstrap, then seeded shuffles).
+   unshuffled bootstrap, then seeded shuffles), stratified over the classes of the
+   metric's field like ``bootstrap_fewshot`` (``stratify = false``: plain sampling).
 2. Propose n − 1 instructions per predictor with the grounded proposer (slot 0 keeps
    the original instruction).
 3. Search with Optuna's seeded multivariate TPE sampler: each trial picks an
@@ -49,7 +50,6 @@ from lmpc.compiler.passes._demos import (
     PassError,
     attributed,
     check_budget,
-    clear_demos,
     rng_for,
     seeded_sample,
 )
@@ -67,8 +67,8 @@ from lmpc.compiler.passes.base import (
     PassResult,
 )
 from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, bootstrap
+from lmpc.compiler.passes.bootstrap_random_search import labeled_candidate
 from lmpc.compiler.passes.copro import module_predictors, predictor_calls
-from lmpc.compiler.passes.labeled_fewshot import apply_labeled
 from lmpc.ir import Demo, ProgramIR
 
 log = logging.getLogger("lmpc")
@@ -207,6 +207,7 @@ def mipro_v2(
     data_aware: bool = True,
     tip_aware: bool = True,
     fewshot_aware: bool = True,
+    stratify: bool = True,
     storage: str | None = None,
 ) -> PassResult:
     """Search instructions and demo sets of ``ctx.module``'s predictors (see the module doc)."""
@@ -314,7 +315,8 @@ class _Search:
         """n demo sets per predictor: current demos, then seeds −2, −1, 0, 1, ..."""
         ctx = self.ctx
         bparams = BootstrapParams(max_bootstrapped_demos=self.params["max_bootstrapped_demos"],
-                                  max_labeled_demos=self.params["max_labeled_demos"])
+                                  max_labeled_demos=self.params["max_labeled_demos"],
+                                  stratify=bool(self.params.get("stratify", True)))
         preds = self.program.predictors_of(ctx.module)
         sets: dict[str, list[list[Demo]]] = {p.id: [list(p.demos)] for p in preds}
         for seed in range(-2, self.settings.num_candidates - 3):
@@ -466,9 +468,7 @@ def _seeded_candidate(program: ProgramIR, ctx: PassContext, params: BootstrapPar
     """
     attribution = {"pass": PASS, "stage": "bootstrap", "candidate": seed}
     if seed == -2:
-        cand = clear_demos(program, ctx.module)
-        apply_labeled(cand, ctx.module, ctx.trainset, params.max_labeled_demos, True, ctx.seed)
-        return cand
+        return labeled_candidate(program, ctx, params)
     if seed == -1 or params.max_bootstrapped_demos == 0:
         return bootstrap(program, ctx, ctx.trainset, params, attribution)[0]
     trainset = list(ctx.trainset)
