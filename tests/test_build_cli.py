@@ -370,22 +370,27 @@ def test_progress_reporter_lines_and_running_best() -> None:
     import io
 
     from lmpc.cli.progress import ProgressReporter
+    from lmpc.compiler.passes.base import PassStarted, Progress
 
     stream = io.StringIO()
     report = ProgressReporter(stream=stream, interactive=False)
-    report({"pass": "bootstrap_random_search", "started": True, "index": 1, "total": 3})
-    report({"pass": "bootstrap_random_search", "candidate": "seed=-3", "score": 0.5})
-    report({"pass": "bootstrap_random_search", "candidate": "seed=0", "score": 0.25})
-    report({"pass": "evaluate after (val)", "done": 3, "total": 9})  # not a step end: quiet
+    name = "bootstrap_random_search"
+    report(PassStarted(name, 1, 3, projected=120))
+    report(Progress(name, "candidate", 1, 4, "seed=-3", score=0.5, finished=True))
+    report(Progress(name, "candidate", 2, 4, "seed=0", score=0.25, requests=40,
+                    examples=16, finished=True))
+    report(Progress("evaluate after (val)", "examples", 3, 9))  # not a step end: quiet
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 3 and "(pass 2/3)" in lines[0]
-    assert "candidate seed=0" in lines[2] and "score 25.0%" in lines[2]
-    assert "best 50.0%" in lines[2]
+    assert len(lines) == 3 and "(pass 2/3)" in lines[0] and "~120 LM calls" in lines[0]
+    assert "candidate 2/4 seed=0" in lines[2] and "score 25.0%" in lines[2]
+    assert "best 50.0%" in lines[2] and "16 examples" in lines[2] and "40 calls" in lines[2]
     tty = io.StringIO()
-    live = ProgressReporter(stream=tty, interactive=True)
-    live({"pass": "p", "candidate": "a", "score": 1.0})
+    live = ProgressReporter(stream=tty, interactive=True, width=160)
+    live(PassStarted("p", 0, 1, projected=10))
+    live(Progress("p", "trial", 3, 10, score=1.0, requests=5, finished=True))
     live.close()
-    assert tty.getvalue().startswith("\r") and tty.getvalue().endswith("\n")
+    drawn = tty.getvalue()
+    assert "p (1/1)" in drawn and "5/10" in drawn and "trial 3/10" in drawn
 
 
 def test_show_and_eval_an_ensemble_artifact(tmp_path: Path) -> None:

@@ -26,7 +26,10 @@ def test_there_are_the_four_examples() -> None:
 @pytest.mark.parametrize("path", FILES, ids=[f.name for f in FILES])
 def test_example_checks_and_round_trips(path: Path) -> None:
     program, diags, _ = load_program(path)
-    assert diags == [] and program is not None
+    # pipeline.lmp tunes instructions with the embedded model as prompt_model, on purpose
+    # (no key needed); the checker says that model writes few usable instructions
+    expected = ["W1606"] if path.name == "pipeline.lmp" else []
+    assert [d.code for d in diags] == expected and program is not None
     assert ProgramIR.model_validate_json(program.model_dump_json()) == program
 
 

@@ -31,8 +31,8 @@ def answer(request: LMRequest, text: str, name: str) -> str | None:
     if name == "proposed_instruction":
         if "[[ ## attempts ## ]]" in content:
             best = max(int(x) for x in _LEVEL.findall(content.split("## attempts ## ]]")[1]))
-            return f"Refined, level {min(best + 1, 4)} (draft {request.rollout})"
-        return f"Alternative, level {request.rollout % 4} (draft {request.rollout})"
+            return f"Refined: classify it, level {min(best + 1, 4)} (draft {request.rollout})"
+        return f"Alternative: classify it, level {request.rollout % 4} (draft {request.rollout})"
     if name == "label" and text:
         level = _LEVEL.search(request.messages[0]["content"])
         n = int(text.split()[-1])
@@ -80,11 +80,11 @@ def test_candidate_flow_breadth_and_depth() -> None:
     records = result.report["candidates"]
     assert [(c["round"], c["instruction"]) for c in records] == [
         (0, "Classify the sentiment."),
-        (0, "Alternative, level 1 (draft 1)"),
-        (0, "Alternative, level 2 (draft 2)"),
-        (1, "Refined, level 3 (draft 0)"),
-        (1, "Refined, level 3 (draft 1)"),
-        (1, "Refined, level 3 (draft 2)"),
+        (0, "Alternative: classify it, level 1 (draft 1)"),
+        (0, "Alternative: classify it, level 2 (draft 2)"),
+        (1, "Refined: classify it, level 3 (draft 0)"),
+        (1, "Refined: classify it, level 3 (draft 1)"),
+        (1, "Refined: classify it, level 3 (draft 2)"),
     ]
     assert [c["score"] for c in records[:3]] == pytest.approx([0.25, 0.25, 0.5])
 

@@ -336,7 +336,7 @@ def test_interrupted_study_resumes_its_completed_trials(tmp_path: Path,
     params = {**SMALL, "num_trials": 8, "storage": storage}
 
     def stop_at_trial_4(event: dict[str, Any]) -> None:
-        if event.get("trial") == 4:
+        if event.stage == "trial" and event.done == 4 and event.finished:
             raise Interrupt
 
     world, prog, ctx = setup(progress=stop_at_trial_4)

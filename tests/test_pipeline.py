@@ -179,7 +179,8 @@ def test_real_passes_compose_bootstrap_random_search_then_ensemble(tmp_path: Pat
     assert len(result.passes[1].candidates) >= 3  # -3, -2, -1 and seeded candidates
     assert result.passes[1].usage["lm_requests"] > 0
     assert result.program.ensemble is not None
-    assert any(e.get("pass") == "bootstrap_random_search" and "candidate" in e for e in events)
+    assert any(getattr(e, "pass_name", "") == "bootstrap_random_search"
+               and getattr(e, "stage", "") == "candidate" for e in events)
 
 
 def test_warm_rebuild_is_byte_identical_and_makes_no_new_calls(tmp_path: Path) -> None:

@@ -1,8 +1,14 @@
-"""The one progress reporter: pass, candidate and running best score, on stderr.
+"""The one progress reporter: what each pass is doing, on stderr.
 
-Library code sends events (plain dicts) through ``PassContext.progress``; only this
-reporter writes them. On a terminal it redraws one status line; otherwise (CI logs,
-pipes) it prints a line per finished step, so logs stay short.
+Passes and the driver send typed events (``lmpc.compiler.passes.base``: ``PassStarted``,
+``Progress``, ``PassFinished``, ``BuildWarning``); only this reporter writes them. On a
+terminal it draws a live bar per pass with rich — the pass's LM requests against its
+dry-run projection (so the ETA follows the projection), the stage it is in (candidate i
+of n, trial i of n, examples i of n), the running best score, examples evaluated and
+requests sent. Elsewhere (CI logs, pipes) it prints plain lines: one per pass start and
+end, one per finished candidate or trial, and otherwise at most one every
+``HEARTBEAT_S`` seconds, so a long stage is never silent and logs stay short.
+Warnings are always printed, even with ``--quiet``.
 """
 
 from __future__ import annotations
@@ -12,72 +18,171 @@ import threading
 import time
 from typing import Any, TextIO
 
+from lmpc.compiler.passes.base import BuildWarning, PassFinished, PassStarted, Progress
 
-class ProgressReporter:
-    """Turns build events into a status line on stderr. Thread-safe."""
-
-    def __init__(self, stream: TextIO | None = None, enabled: bool = True,
-                 interactive: bool | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.interactive = self.stream.isatty() if interactive is None else interactive
-        self._lock = threading.Lock()
-        self._best: dict[str, float] = {}
-        self._width = 0
-        self._last_draw = 0.0
-        self.started = time.monotonic()
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with self._lock:
-            self._handle(event)
-
-    def _handle(self, event: dict[str, Any]) -> None:
-        name = str(event.get("pass", ""))
-        score = event.get("score")
-        if isinstance(score, int | float) and "candidate" in event:
-            self._best[name] = max(self._best.get(name, 0.0), float(score))
-        line = self._describe(name, event)
-        final = bool(event.get("started") or event.get("finished") or "candidate" in event)
-        if self.interactive:
-            if final or time.monotonic() - self._last_draw > 0.1:
-                self._draw(line)
-        elif final:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-
-    def _describe(self, name: str, event: dict[str, Any]) -> str:
-        elapsed = time.monotonic() - self.started
-        parts = [f"[{elapsed:6.1f}s] {name}"]
-        if event.get("started") and "total" in event:
-            parts.append(f"(pass {int(event.get('index', 0)) + 1}/{event['total']})")
-        if "candidate" in event:
-            parts.append(f"candidate {event['candidate']}")
-        if "done" in event and "total" in event:
-            parts.append(f"{event['done']}/{event['total']}")
-        if isinstance(event.get("score"), int | float):
-            parts.append(f"score {_pct(event['score'])}")
-        best = event.get("best", self._best.get(name))
-        if isinstance(best, int | float) and "candidate" in event:
-            parts.append(f"best {_pct(best)}")
-        return " · ".join(parts) if len(parts) > 1 else parts[0]
-
-    def _draw(self, line: str) -> None:
-        pad = max(0, self._width - len(line))
-        self.stream.write("\r" + line + " " * pad)
-        self.stream.flush()
-        self._width = len(line)
-        self._last_draw = time.monotonic()
-
-    def close(self) -> None:
-        """End the status line (on a terminal) so later output starts on a fresh line."""
-        with self._lock:
-            if self.enabled and self.interactive and self._width:
-                self.stream.write("\n")
-                self.stream.flush()
-                self._width = 0
+HEARTBEAT_S = 15.0
 
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
+
+
+def detail(event: Progress, best: float | None = None) -> str:
+    """One event as text: ``trial 3/10 trial 3 · score 50.0% · best 62.5% · ...``."""
+    parts = [event.stage]
+    if event.done is not None and event.total:
+        parts[0] += f" {event.done}/{event.total}"
+    if event.label:
+        parts[0] += f" {event.label}"
+    if event.score is not None:
+        parts.append(f"score {_pct(event.score)}")
+    best = event.best if event.best is not None else best
+    if best is not None:
+        parts.append(f"best {_pct(best)}")
+    if event.examples:
+        parts.append(f"{event.examples} examples")
+    if event.requests:
+        parts.append(f"{event.requests} calls")
+    return " · ".join(parts)
+
+
+class ProgressReporter:
+    """Turns build events into a live display (a terminal) or plain lines. Thread-safe."""
+
+    def __init__(self, stream: TextIO | None = None, enabled: bool = True,
+                 interactive: bool | None = None, width: int | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width  # of the live display; None: the terminal's
+        self.enabled = enabled
+        self.interactive = self.stream.isatty() if interactive is None else interactive
+        self._lock = threading.Lock()
+        self._best: dict[str, float] = {}
+        self._last_line = 0.0
+        self._live: Any = None  # rich.progress.Progress, made on the first event
+        self._tasks: dict[str, Any] = {}
+        self.started = time.monotonic()
+
+    def __call__(self, event: Any) -> None:
+        with self._lock:
+            if isinstance(event, BuildWarning):
+                self._warn(event)
+            elif self.enabled:
+                self._handle(event)
+
+    # ------------------------------------------------------------ events
+
+    def _handle(self, event: Any) -> None:
+        if isinstance(event, PassStarted):
+            self._best.pop(event.pass_name, None)
+            if self.interactive:
+                self._task(event.pass_name, event)
+            else:
+                where = f" (pass {event.index + 1}/{event.total})" \
+                    if event.index is not None and event.total else ""
+                plan = f" · projected ~{event.projected} LM calls" \
+                    if event.projected is not None and event.index is not None else ""
+                self._line(f"{event.pass_name}{where}{plan}")
+        elif isinstance(event, Progress):
+            for value in (event.score if event.finished else None, event.best):
+                if value is not None:
+                    old = self._best.get(event.pass_name)
+                    self._best[event.pass_name] = value if old is None else max(old, value)
+            text = detail(event, self._best.get(event.pass_name))
+            if self.interactive:
+                self._update(event, text.replace(f" · {event.requests} calls", ""))
+            elif event.finished or time.monotonic() - self._last_line >= HEARTBEAT_S:
+                self._line(f"{event.pass_name} · {text}")
+        elif isinstance(event, PassFinished):
+            best = event.best if event.best is not None else self._best.get(event.pass_name)
+            parts = [f"{event.pass_name} done"]
+            if event.requests:
+                parts.append(f"{event.requests} LM requests")
+            if best is not None:
+                parts.append(("best " if event.requests else "score ") + _pct(best))
+            if self.interactive:
+                task = self._tasks.get(event.pass_name)
+                if task is not None:
+                    self._live.update(task, detail=" · ".join(parts[1:]) or "done",
+                                      completed=self._live.tasks[task].total or 1)
+                    self._live.stop_task(task)
+            else:
+                self._line(" · ".join(parts))
+
+    def _warn(self, event: BuildWarning) -> None:
+        text = f"warning[{event.code}]: {event.message}"
+        if event.hint:
+            text += f"\n  help: {event.hint}"
+        if self._live is not None:
+            self._live.console.print(text, markup=False, highlight=False)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    # ------------------------------------------------------------ plain lines
+
+    def _line(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        self.stream.write(f"[{elapsed:6.1f}s] {text}\n")
+        self.stream.flush()
+        self._last_line = time.monotonic()
+
+    # ------------------------------------------------------------ the live display
+
+    def _task(self, name: str, started: PassStarted | None = None) -> Any:
+        if self._live is None:
+            self._live = _make_live(self.stream, self.width)
+            self._live.start()
+        task = self._tasks.get(name)
+        if task is None:
+            where = ""
+            if started is not None and started.index is not None and started.total:
+                where = f" ({started.index + 1}/{started.total})"
+            total = started.projected if started is not None and started.projected else None
+            task = self._live.add_task(f"{name}{where}", total=total, detail="starting",
+                                       unit="calls" if started is not None
+                                       and started.index is not None else "examples")
+            self._tasks[name] = task
+        return task
+
+    def _update(self, event: Progress, text: str) -> None:
+        task = self._task(event.pass_name)
+        state = self._live.tasks[task]
+        if state.fields.get("unit") == "calls" and state.total:
+            completed = min(event.requests, state.total)
+        elif event.done is not None and event.total:
+            # no projection (or an evaluation): the stage's own count drives the bar
+            self._live.update(task, total=event.total)
+            completed = event.done
+        else:
+            completed = state.completed
+        self._live.update(task, completed=completed, detail=text)
+
+    def close(self) -> None:
+        """Stop the live display so later output starts on a clean line."""
+        with self._lock:
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
+                self._tasks.clear()
+
+
+def _make_live(stream: TextIO, width: int | None) -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import (
+        Progress as RichProgress,
+    )
+
+    console = Console(file=stream, force_terminal=True, width=width)
+    return RichProgress(
+        TextColumn("{task.description}"), BarColumn(bar_width=12), MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TextColumn("eta"),
+        TimeRemainingColumn(), TextColumn("{task.fields[detail]}"),
+        console=console, refresh_per_second=4,
+    )

@@ -23,11 +23,15 @@ from typing import Any
 from lmpc.compiler.budget import BudgetedClient, BudgetTracker, MeteredClient
 from lmpc.compiler.passes.base import (
     BudgetExceeded,
+    BuildWarning,
     Candidate,
     Example,
     Pass,
     PassContext,
+    PassFinished,
     PassResult,
+    PassStarted,
+    Progress,
 )
 from lmpc.eval.data import dataset_files, file_sha256, load_splits
 from lmpc.eval.evaluate import EvalResult, evaluate
@@ -53,7 +57,7 @@ PASS_NAMES: tuple[str, ...] = (
     "ensemble",
 )
 
-ProgressFn = Callable[[dict[str, Any]], None]
+ProgressFn = Callable[[Any], None]  # receives lmpc.compiler.passes.base events
 
 
 class PipelineError(Exception):
@@ -224,6 +228,7 @@ def run_optimize(
     metric = build_metric(metric_ir, program, eval_ctx.derive(attribution={"metric": "judge"}))
     before = _eval_splits(program, module, splits, metric, eval_ctx, threads, emit, "before")
 
+    _warn_weak_writers(program, optimize, task_lm, emit)
     tracker = BudgetTracker(optimize.budget, client)
     runs, final = _run_passes(program, optimize, module, splits, metric_ir, client, task_lm,
                               tracker, seed, threads, emit, trust)
@@ -237,6 +242,17 @@ def run_optimize(
         splits=sizes, datasets=_dataset_records(program, dataset, splits),
         before=before, after=after, passes=runs, usage=usage, budget_stop=tracker.exceeded,
     )
+
+
+def _warn_weak_writers(program: ProgramIR, optimize: OptimizeIR, task_lm: LMIR,
+                       emit: ProgressFn) -> None:
+    """W1606 at build start, for the task LM the build really uses (``--lm`` included)."""
+    from lmpc.compiler.check.prompt_model import CODE, message, weak_writers
+
+    for pass_ir, role, model in weak_writers(program, optimize, task_lm.model):
+        text, hint = message(pass_ir, role, model)
+        log.info("%s: %s (%s)", CODE, text, hint)  # the event is what the user sees
+        emit(BuildWarning(CODE, text, hint, pass_ir.name))
 
 
 def _parts(program: ProgramIR, optimize: OptimizeIR) -> tuple[str, Any, Any]:
@@ -261,9 +277,13 @@ def _eval_splits(program: ProgramIR, module: str, splits: dict[str, list[Example
             results[split] = None
             continue
         label = f"evaluate {phase} ({split})"
-        results[split] = evaluate(program, module, rows, metric, ctx, threads=threads,
-                                  progress=lambda e, label=label: emit({"pass": label, **e}))
-        emit({"pass": label, "score": results[split].score, "finished": True})
+        emit(PassStarted(label, projected=len(rows)))
+        results[split] = evaluate(
+            program, module, rows, metric, ctx, threads=threads,
+            progress=lambda e, label=label: emit(Progress(
+                label, "examples", e.get("done"), e.get("total"), score=e.get("score"),
+                examples=int(e.get("done", 0)))))
+        emit(PassFinished(label, best=results[split].score))
     return results
 
 
@@ -281,6 +301,9 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
     from lmpc.compiler.check.optimizer_specs import validate_params
 
     current, candidates, runs = program, [], []
+    sizes = {name: len(rows) for name, rows in splits.items()}
+    projected = {i: step["calls"] for i, step in
+                 enumerate(estimate_plan(program, optimize, sizes)[1:-1])}
     for index, pass_ir in enumerate(optimize.passes):
         params, problems = validate_params(pass_ir.name, dict(pass_ir.params))
         if problems:
@@ -298,14 +321,18 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             prompt_ctx=_role_ctx(current, optimize, run_ctx, "prompt_model"),
             reflection_ctx=_role_ctx(current, optimize, run_ctx, "reflection"),
             seed=seed, threads=threads, candidates=candidates,
-            progress=lambda e, name=pass_ir.name: emit({"pass": name, **e}),
+            progress=emit,
             budget=tracker if tracker.limited else None,
             metric_field=_metric_field(current, metric_ir),
+            pass_name=pass_ir.name,
+            requests=lambda meter=meter: int(meter.snapshot()["lm_requests"]),
         )
         run = PassRun(name=pass_ir.name, params=params, seed=seed)
-        emit({"pass": pass_ir.name, "started": True, "index": index,
-              "total": len(optimize.passes)})
+        emit(PassStarted(pass_ir.name, index, len(optimize.passes),
+                         projected.get(index)))
         result = _call_pass(fn, current, ctx, params, run)
+        emit(PassFinished(pass_ir.name, int(meter.snapshot()["lm_requests"]),
+                          max((c.score for c in result.candidates), default=None)))
         run.usage = meter.snapshot()
         run.candidates, run.report = result.candidates, result.report
         current, candidates = result.program, result.candidates

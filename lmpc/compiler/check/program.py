@@ -67,6 +67,8 @@ E1604    bad optimize option (LM role, budget, seed, threads)
 E1605    optimizer specified but not implemented in this version
 E1701    bad test (non-literal value, unsupported expectation)
 E1999    internal error in the checker (a bug: please report it)
+W1606    warning: an optimizer's instruction writer (prompt_model / reflection, else the
+         task LM) is the embedded base model
 W1901    warning: a secret written in the source instead of ``env.NAME``
 =======  ==============================================================================
 """

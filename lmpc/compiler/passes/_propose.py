@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmpc.compiler.passes._demos import attributed, check_budget, rng_for
+from lmpc.compiler.passes._guard import ProposalGuard, Shown, rollout_for
 from lmpc.compiler.passes.base import BudgetExceeded, PassContext
 from lmpc.ir import (
     Demo,
@@ -309,6 +310,7 @@ def propose_instructions(
     """
     run_ctx = attributed(ctx.prompt_ctx, **attribution)
     report: dict[str, Any] = {"switches": vars(switches).copy(), "tips": {}, "skipped": 0}
+    guard = ProposalGuard()
     data_summary = ""
     if switches.data_aware and ctx.trainset:
         data_summary = dataset_summary(program, ctx, run_ctx.derive(
@@ -325,7 +327,8 @@ def propose_instructions(
         grounding = _Grounding(data_summary, program_text, program_summary,
                                step_roles.get(pred.id, ""))
         out[pred.id] = _propose_for(program, ctx, run_ctx, pred, n, demo_sets.get(pred.id, []),
-                                    switches, grounding, temperature, seed, report)
+                                    switches, grounding, temperature, seed, report, guard)
+    report["guard"] = guard.report()
     return Proposals(out, report)
 
 
@@ -412,7 +415,9 @@ def _propose_for(
     temperature: float,
     seed: int,
     report: dict[str, Any],
+    guard: ProposalGuard,
 ) -> list[str]:
+    """Candidate ``i`` is asked at rollout ``i``; a dropped one is re-asked (the guard)."""
     writer = _proposal_writer(switches)
     original = pred.signature.instructions
     found = [original]
@@ -421,14 +426,21 @@ def _propose_for(
     for i in range(1, n):
         tip = tip_rng.choice(sorted(TIPS))
         values = _proposal_inputs(pred, switches, grounding, demo_sets, i, found, tip)
-        check_budget(ctx.budget)
         call_ctx = run_ctx.derive(attribution={**(run_ctx.attribution or {}),
                                                "step": "propose", "predictor": pred.id,
                                                "candidate": i})
-        text = clean_instruction(ask(writer, program, call_ctx, values, temperature, i))
+        ctx.emit("propose", i, n - 1, label=pred.id)
+
+        def one(attempt: int, values: dict[str, str] = values, i: int = i,
+                call_ctx: Any = call_ctx) -> str | None:
+            check_budget(ctx.budget)
+            return clean_instruction(ask(writer, program, call_ctx, values, temperature,
+                                         rollout_for(i, attempt)))
+
+        text = guard.propose(one, found, shown_to(writer, values))
         if switches.tip_aware:
             tips.append(tip)
-        if text is None or text in found:
+        if text is None:
             report["skipped"] += 1
             continue
         found.append(text)
@@ -460,6 +472,21 @@ def _proposal_inputs(
     if switches.tip_aware:
         values["tip"] = TIPS[tip] or "(no tip)"
     return values
+
+
+#: Writer inputs that hold earlier candidates (checked as duplicates, not echoes) or the
+#: program's pseudo-code (which quotes the current instruction).
+_NOT_CONTEXT = ("current_instruction", "previous_instructions", "attempts", "program")
+_TOPIC = ("task", "current_instruction", "dataset_description", "program_description",
+          "step_role", "demos")
+
+
+def shown_to(writer: Writer, values: dict[str, str]) -> Shown:
+    """What the prompt model sees for one proposal, for the guard's echo and topic tests."""
+    meta = [writer.instructions, writer.output[1], *(d for _, d in writer.inputs),
+            *(v for k, v in values.items() if k not in _NOT_CONTEXT)]
+    topic = [v for k, v in values.items() if k in _TOPIC]
+    return Shown(context="\n".join(meta), topic="\n".join(topic))
 
 
 def proposal_calls(n_train: int, n_predictors: int, n: int, switches: ProposerSwitches) -> int:
@@ -496,12 +523,18 @@ _FROM_ATTEMPTS = Writer(
 
 
 def alternative_instruction(
-    program: ProgramIR, pred: PredictorIR, run_ctx: Any, temperature: float, rollout: int
+    program: ProgramIR, pred: PredictorIR, run_ctx: Any, temperature: float, rollout: int,
+    guard: ProposalGuard, earlier: list[str], budget: Any = None,
 ) -> str | None:
-    """One LM-written alternative to ``pred``'s instruction (COPRO's first round)."""
+    """One LM-written alternative to ``pred``'s instruction (COPRO's first round).
+
+    Degenerate replies (see ``_guard``) are dropped and re-asked at fresh rollouts;
+    None when every attempt was dropped.
+    """
     values = {"task": describe_task(pred),
               "current_instruction": pred.signature.instructions or "(none)"}
-    return clean_instruction(ask(_ALTERNATIVE, program, run_ctx, values, temperature, rollout))
+    return _guarded(_ALTERNATIVE, program, run_ctx, values, temperature, rollout, guard,
+                    earlier, budget)
 
 
 def instruction_from_attempts(
@@ -511,11 +544,29 @@ def instruction_from_attempts(
     run_ctx: Any,
     temperature: float,
     rollout: int,
+    guard: ProposalGuard,
+    earlier: list[str],
+    budget: Any = None,
 ) -> str | None:
     """A new instruction written from ``attempts`` (instruction, score), shown ascending."""
     ordered = sorted(attempts, key=lambda a: a[1])
     text = "\n\n".join(f"Instruction #{k}: {clip(ins, 800)}\nScore: {score:.3f}"
                        for k, (ins, score) in enumerate(ordered, start=1))
-    values = {"task": describe_task(pred), "attempts": text}
-    return clean_instruction(ask(_FROM_ATTEMPTS, program, run_ctx, values, temperature,
-                                 rollout))
+    values = {"task": describe_task(pred), "attempts": text,
+              "current_instruction": pred.signature.instructions or ""}
+    return _guarded(_FROM_ATTEMPTS, program, run_ctx,
+                    {k: v for k, v in values.items() if k != "current_instruction"},
+                    temperature, rollout, guard, earlier, budget,
+                    shown=shown_to(_FROM_ATTEMPTS, values))
+
+
+def _guarded(writer: Writer, program: ProgramIR, run_ctx: Any, values: dict[str, str],
+             temperature: float, rollout: int, guard: ProposalGuard, earlier: list[str],
+             budget: Any, shown: Shown | None = None) -> str | None:
+    def one(attempt: int) -> str | None:
+        if attempt:
+            check_budget(budget)
+        return clean_instruction(ask(writer, program, run_ctx, values, temperature,
+                                     rollout_for(rollout, attempt)))
+
+    return guard.propose(one, earlier, shown or shown_to(writer, values))

@@ -47,6 +47,74 @@ class BudgetExceeded(Exception):
         self.partial = partial
 
 
+# ---------------------------------------------------------------- progress events
+#
+# Passes and the driver report what they are doing as these typed events, through
+# ``PassContext.emit`` (passes) or the driver's progress callback; the CLI draws them
+# (a live bar on a terminal, plain lines otherwise). Library code never prints.
+
+
+@dataclass(frozen=True)
+class PassStarted:
+    """A pass (or an evaluation of the driver) begins; ``projected``: its dry-run calls."""
+
+    pass_name: str
+    index: int | None = None  # position in the pipeline (0-based), None for evaluations
+    total: int | None = None  # passes in the pipeline
+    projected: int | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a pass is: ``stage`` ``done`` of ``total`` (candidate 3 of 19, trial 7 of 10).
+
+    ``examples`` and ``requests`` are what the pass has evaluated and sent so far;
+    ``finished`` marks the end of a unit of work (a candidate scored, a trial told), which
+    plain-text progress prints as a line.
+    """
+
+    pass_name: str
+    stage: str
+    done: int | None = None
+    total: int | None = None
+    label: str = ""
+    score: float | None = None
+    best: float | None = None
+    examples: int = 0
+    requests: int = 0
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class PassFinished:
+    """A pass (or evaluation) ended, with the LM requests it sent and its best score."""
+
+    pass_name: str
+    requests: int = 0
+    best: float | None = None
+
+
+@dataclass(frozen=True)
+class BuildWarning:
+    """A coded warning for the person running the build (e.g. W1606)."""
+
+    code: str
+    message: str
+    hint: str = ""
+    pass_name: str = ""
+
+
+ProgressEvent = PassStarted | Progress | PassFinished | BuildWarning
+
+
+def _ignore(event: Any) -> None:
+    return None
+
+
+def _no_requests() -> int:
+    return 0
+
+
 @dataclass
 class PassContext:
     """Everything one pass may use.
@@ -57,8 +125,9 @@ class PassContext:
     float in 0..1 (or bool); with a trace it should be strict. ``candidates`` are the
     scored programs of the previous pass (for ``ensemble(top = k)``). ``metric_field`` is
     the output the metric compares (demo selection balances its classes). ``progress``
-    receives events such as ``{"pass": ..., "candidate": ..., "best": ...}`` — the CLI
-    draws them; library code never prints.
+    receives the typed events above; a pass sends them with :meth:`emit` and
+    :meth:`eval_progress`, which add the pass's name, the examples it has evaluated and
+    the LM requests it has sent (``requests``, read from the pass's metered client).
     """
 
     module: str
@@ -72,9 +141,33 @@ class PassContext:
     seed: int = 0
     threads: int = 4
     candidates: list[Candidate] = field(default_factory=list)
-    progress: Callable[[dict[str, Any]], None] = lambda event: None
+    progress: Callable[[Any], None] = _ignore
     budget: Any = None  # lmpc.compiler.budget.BudgetTracker, when the optimize block sets one
     metric_field: str | None = None
+    pass_name: str = ""
+    requests: Callable[[], int] = _no_requests
+    examples_done: int = 0
+
+    def emit(self, stage: str, done: int | None = None, total: int | None = None, *,
+             label: str = "", score: float | None = None, best: float | None = None,
+             finished: bool = False) -> None:
+        """Send a :class:`Progress` event for this pass."""
+        self.progress(Progress(self.pass_name, stage, done, total, label, score, best,
+                               self.examples_done, self.requests(), finished))
+
+    def eval_progress(self, stage: str, label: str = "", best: float | None = None
+                      ) -> Callable[[dict[str, Any]], None]:
+        """A callback for ``evaluate(progress=...)``: counts examples, emits events."""
+        seen = [0]
+
+        def on_chunk(event: dict[str, Any]) -> None:
+            done = int(event.get("done", 0))
+            self.examples_done += done - seen[0]
+            seen[0] = done
+            self.emit(stage, done, event.get("total"), label=label,
+                      score=event.get("score"), best=best)
+
+        return on_chunk
 
     def __post_init__(self) -> None:
         self.teacher_ctx = self.teacher_ctx or self.run_ctx

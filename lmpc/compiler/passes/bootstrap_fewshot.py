@@ -102,6 +102,8 @@ def bootstrap_fewshot(
                              metric_threshold, max_errors, teacher, stratify)
     out, report = bootstrap(program, ctx, ctx.trainset, params,
                             {"pass": "bootstrap_fewshot"})
+    ctx.emit("bootstrap", report["examples_tried"], len(ctx.trainset),
+             label=f"{len(report['bootstrapped_examples'])} demos", finished=True)
     return PassResult(program=out, report=report)
 
 
@@ -173,8 +175,7 @@ def walk_teacher(
                     walk.demos.setdefault(pid, []).extend(demos)
                 queue.taken(pos)
                 break
-        ctx.progress({"step": "bootstrap", "done": tried, "total": len(trainset),
-                      "bootstrapped": len(walk.used)})
+        ctx.emit("bootstrap", tried, len(trainset), label=f"{len(walk.used)} demos")
     return walk
 
 

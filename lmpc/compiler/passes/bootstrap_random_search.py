@@ -79,15 +79,20 @@ def bootstrap_random_search(
         "candidates": rows,
     }
     try:
-        for seed in range(-3, num_candidate_programs):
+        total = num_candidate_programs + 3
+        best: float | None = None
+        for i, seed in enumerate(range(-3, num_candidate_programs), start=1):
             check_budget(ctx.budget)
+            ctx.emit("candidate", i, total, label=f"seed={seed}: demos", best=best)
             cand, row = _build(program, ctx, params, seed)
             rows.append(row)
-            row["score"] = _score(cand, ctx, valset, seed, row)
+            row["score"] = _score(cand, ctx, valset, seed, row,
+                                  ctx.eval_progress(f"candidate {i}/{total} scoring",
+                                                    row["label"], best))
             scored.append(Candidate(cand, row["score"], row["label"]))
             best = max(c.score for c in scored)
-            ctx.progress({"pass": PASS, "candidate": row["label"], "score": row["score"],
-                          "best": best})
+            ctx.emit("candidate", i, total, label=row["label"], score=row["score"],
+                     best=best, finished=True)
             if stop_at_score is not None and row["score"] >= stop_at_score:
                 report["stopped"] = "stop_at_score"
                 break
@@ -139,14 +144,13 @@ def labeled_candidate(program: ProgramIR, ctx: PassContext,
 
 
 def _score(cand: ProgramIR, ctx: PassContext, valset: list[Any], seed: int,
-           row: dict[str, Any]) -> float:
+           row: dict[str, Any], progress: Any = None) -> float:
     """The candidate's mean metric on the full valset (failures score 0 and are counted)."""
     from lmpc.eval.evaluate import evaluate  # evaluation pulls in the runtime lazily
 
     run_ctx = attributed(ctx.run_ctx, **{"pass": PASS, "candidate": seed, "step": "eval"})
     result = evaluate(cand, ctx.module, valset, ctx.metric, run_ctx, ctx.threads,
-                      failure_score=0.0,
-                      progress=lambda e: ctx.progress({"step": f"scoring seed {seed}", **e}))
+                      failure_score=0.0, progress=progress)
     reraise_if_over_budget(ctx.budget)  # a half-run candidate's score means nothing
     row["failures"] = result.failures
     row["n"] = result.n

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmpc.compiler.passes._demos import PassError, attributed, check_budget
+from lmpc.compiler.passes._guard import ProposalGuard
 from lmpc.compiler.passes._propose import (
     alternative_instruction,
     instruction_from_attempts,
@@ -50,6 +51,8 @@ class _State:
     records: list[dict[str, Any]] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
     stats: list[dict[str, Any]] = field(default_factory=list)
+    guard: ProposalGuard = field(default_factory=ProposalGuard)
+    planned: int = 0  # candidates to score, for progress (fewer when repeats are known)
 
 
 def copro(
@@ -67,6 +70,7 @@ def copro(
         raise PassError("copro scores candidate instructions on the trainset, which is empty")
     state = _State(best=program.model_copy(deep=True))
     preds = [p.id for p in state.best.predictors_of(ctx.module)]
+    state.planned = breadth * len(preds) * depth
     report: dict[str, Any] = {
         "params": {"breadth": breadth, "depth": depth, "init_temperature": init_temperature,
                    "track_stats": track_stats},
@@ -75,7 +79,7 @@ def copro(
     }
     prompt_ctx = attributed(ctx.prompt_ctx, **{"pass": PASS})
     try:
-        pending = {pid: _first_candidates(state.best, ctx, pid, breadth, init_temperature,
+        pending = {pid: _first_candidates(state, ctx, pid, breadth, init_temperature,
                                           prompt_ctx) for pid in preds}
         for round_ in range(depth):
             for pid in preds:
@@ -90,16 +94,19 @@ def copro(
 
 
 def _first_candidates(
-    program: ProgramIR, ctx: PassContext, pid: str, breadth: int, temperature: float,
+    state: _State, ctx: PassContext, pid: str, breadth: int, temperature: float,
     prompt_ctx: Any,
 ) -> list[str]:
     """The current instruction plus ``breadth − 1`` alternatives (step 1)."""
+    program = state.best
     pred = program.predictors[pid]
     out = [pred.signature.instructions]
     for k in range(1, breadth):
         check_budget(ctx.budget)
+        ctx.emit("propose", k, breadth - 1, label=pid)
         call_ctx = attributed(prompt_ctx, step="propose", predictor=pid, round=0, candidate=k)
-        text = alternative_instruction(program, pred, call_ctx, temperature, rollout=k)
+        text = alternative_instruction(program, pred, call_ctx, temperature, k, state.guard,
+                                       out, ctx.budget)
         if text is not None:
             out.append(text)
     return out
@@ -115,10 +122,12 @@ def _next_candidates(
     out: list[str] = []
     for k in range(breadth):
         check_budget(ctx.budget)
+        ctx.emit("propose", k + 1, breadth, label=f"{pid} round {round_ + 1}")
         call_ctx = attributed(prompt_ctx, step="propose", predictor=pid, round=round_ + 1,
                               candidate=k)
+        earlier = [*state.scored[pid], *out]  # a repeat would only re-score a known one
         text = instruction_from_attempts(state.best, pred, attempts, call_ctx, temperature,
-                                         rollout=k)
+                                         k, state.guard, earlier, ctx.budget)
         if text is not None:
             out.append(text)
     return out
@@ -136,7 +145,9 @@ def _score_round(
             continue
         check_budget(ctx.budget)
         cand = _with_instruction(state.best, pid, instruction)
-        score = _evaluate(cand, ctx, pid, round_, k)
+        best = state.best_score if state.records else None
+        score = _evaluate(cand, ctx, pid, round_, k, ctx.eval_progress(
+            f"candidate {len(state.records) + 1}/{state.planned} scoring", pid, best))
         seen[instruction] = score
         round_scores.append(score)
         state.records.append({"round": round_, "predictor": pid, "candidate": k,
@@ -146,8 +157,8 @@ def _score_round(
         if score > state.best_score:
             state.best_score = score
             state.best = cand
-        ctx.progress({"pass": PASS, "candidate": label, "score": score,
-                      "best": state.best_score})
+        ctx.emit("candidate", len(state.records), state.planned, label=label, score=score,
+                 best=state.best_score, finished=True)
     best_instruction = max(seen.items(), key=lambda kv: kv[1])[0] if seen else None
     if best_instruction is not None:
         state.best.predictors[pid].signature.instructions = best_instruction
@@ -161,14 +172,15 @@ def _with_instruction(program: ProgramIR, pid: str, instruction: str) -> Program
     return out
 
 
-def _evaluate(cand: ProgramIR, ctx: PassContext, pid: str, round_: int, k: int) -> float:
+def _evaluate(cand: ProgramIR, ctx: PassContext, pid: str, round_: int, k: int,
+              progress: Any = None) -> float:
     """The candidate's mean metric on the trainset (failures score 0)."""
     from lmpc.eval.evaluate import evaluate  # evaluation pulls in the runtime lazily
 
     run_ctx = attributed(ctx.run_ctx, **{"pass": PASS, "step": "eval", "predictor": pid,
                                          "round": round_, "candidate": k})
     result = evaluate(cand, ctx.module, ctx.trainset, ctx.metric, run_ctx, ctx.threads,
-                      failure_score=0.0)
+                      failure_score=0.0, progress=progress)
     stop_if_exceeded(ctx.budget)
     return float(result.score)
 
@@ -182,6 +194,7 @@ def _stats(round_: int, pid: str, scores: list[float]) -> dict[str, Any]:
 def _result(program: ProgramIR, state: _State, report: dict[str, Any],
             track_stats: bool) -> PassResult:
     report["candidates"] = state.records
+    report["guard"] = state.guard.report()
     if track_stats:
         report["stats"] = state.stats
     if not state.candidates:  # stopped before anything was scored

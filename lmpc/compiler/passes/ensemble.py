@@ -41,6 +41,7 @@ def ensemble(
         "available": len(ranked),
         "members": [{"label": c.label, "score": c.score} for c in chosen],
     }
+    ctx.emit("members", len(chosen), len(ranked), label=f"reduce: {reduce}", finished=True)
     return PassResult(program=out, candidates=list(ctx.candidates), report=report)
 
 

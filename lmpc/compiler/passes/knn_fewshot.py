@@ -94,6 +94,8 @@ def knn_fewshot(
         # one row per failed attempt only: a large trainset would swell the artifact
         "failed_attempts": [a for a in walk.attempts if not a.get("ok")],
     }
+    ctx.emit("neighbours stored", len(ctx.trainset), len(ctx.trainset),
+             label=f"{len(walk.used)} bootstrapped", finished=True)
     return PassResult(program=student, report=report)
 
 

@@ -62,6 +62,7 @@ def labeled_fewshot(
         "demos": demo_counts(out, ctx.module),
     }
     report.update(class_report(out, ctx, field))
+    ctx.emit("demos", 1, 1, label=f"{k} labeled demos per predictor", finished=True)
     return PassResult(program=out, report=report)
 
 

@@ -319,8 +319,10 @@ class _Search:
                                   stratify=bool(self.params.get("stratify", True)))
         preds = self.program.predictors_of(ctx.module)
         sets: dict[str, list[list[Demo]]] = {p.id: [list(p.demos)] for p in preds}
-        for seed in range(-2, self.settings.num_candidates - 3):
+        n_sets = max(self.settings.num_candidates - 1, 0)
+        for i, seed in enumerate(range(-2, self.settings.num_candidates - 3), start=1):
             check_budget(ctx.budget)
+            ctx.emit("demo sets", i, n_sets, label=f"seed={seed}")
             cand = _seeded_candidate(self.program, ctx, bparams, seed)
             for pred in cand.predictors_of(ctx.module):
                 sets[pred.id].append(list(pred.demos))
@@ -332,8 +334,11 @@ class _Search:
         from lmpc.eval.evaluate import evaluate  # evaluation pulls in the runtime lazily
 
         run_ctx = attributed(self.ctx.run_ctx, **{"pass": PASS, **attribution})
+        stage = f"trial {attribution['trial']}/{self.settings.num_trials}" \
+            if "trial" in attribution else f"full evaluation ({attribution.get('combo', '')})"
         result = evaluate(prog, self.ctx.module, examples, self.ctx.metric, run_ctx,
-                          self.ctx.threads, failure_score=0.0)
+                          self.ctx.threads, failure_score=0.0,
+                          progress=self.ctx.eval_progress(stage, best=self._best()))
         stop_if_exceeded(self.ctx.budget)
         return float(result.score)
 
@@ -426,11 +431,16 @@ class _Search:
         best_key = max(pending, key=lambda sk: sk[0])[1]  # first of equals: earliest trial
         self._full(params_of[best_key], f"best minibatch {best_key}")
 
+    def _best(self) -> float | None:
+        """The best full-evaluation score so far (None before the baseline's)."""
+        if self.study is None:
+            return None
+        return max((v["score"] for v in self._fulls().values()), default=None)
+
     def _event(self, number: int, score: float) -> None:
-        fulls = self._fulls()
-        best = max((v["score"] for v in fulls.values()), default=None)
-        self.ctx.progress({"pass": PASS, "trial": number, "of": self.settings.num_trials,
-                           "score": score, "best": best})
+        self.ctx.emit("trial", number, self.settings.num_trials,
+                      label="baseline" if number == 0 else f"trial {number}", score=score,
+                      best=self._best(), finished=True)
 
     # ------------------------------------------------------------ result
 
