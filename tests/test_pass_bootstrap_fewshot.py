@@ -20,7 +20,8 @@ from world import (  # noqa: E402
 )
 
 from lmpc.compiler.passes._demos import PassError  # noqa: E402
-from lmpc.compiler.passes.bootstrap_fewshot import bootstrap_fewshot, estimate_calls  # noqa: E402
+from lmpc.compiler.passes._estimate import Workload, placeholder_rows  # noqa: E402
+from lmpc.compiler.passes.bootstrap_fewshot import bootstrap_fewshot, estimate  # noqa: E402
 from lmpc.ir import Demo  # noqa: E402
 
 TEXTS = [f"good day {i}" if i % 2 else f"bad day {i}" for i in range(10)]
@@ -169,8 +170,10 @@ def test_unknown_teacher_is_a_clear_error() -> None:
                           teacher="nobody")
 
 
-def test_estimate_counts_every_example_and_round() -> None:
-    assert estimate_calls(classify_program(), 10, 5, max_rounds=2) == 20
+def test_estimate_expects_the_demos_wanted_and_bounds_by_every_example_and_round() -> None:
+    work = Workload(classify_program(), "Classify", placeholder_rows(10), 5)
+    est = estimate(work, max_rounds=2)
+    assert (est.calls, est.max_calls) == (4, 20)
 
 
 def test_hiding_and_labeled_demos_follow_renamed_module_fields() -> None:

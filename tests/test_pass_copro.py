@@ -19,8 +19,9 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
 
 from world import LM, World, classify_program, examples, pass_context, pipe_program  # noqa: E402
 
+from lmpc.compiler.passes._estimate import workload_of  # noqa: E402
 from lmpc.compiler.passes.base import BudgetExceeded  # noqa: E402
-from lmpc.compiler.passes.copro import copro, estimate_calls  # noqa: E402
+from lmpc.compiler.passes.copro import copro, estimate  # noqa: E402
 from lmpc.runtime.lm_types import LMRequest  # noqa: E402
 
 _LEVEL = re.compile(r"level (\d)")
@@ -150,7 +151,8 @@ def test_estimate_matches_cold_cache_calls(tmp_path: Path) -> None:
     world, prog, ctx = setup(cache=tmp_path / "c.sqlite")
     result = copro(prog, ctx, breadth=3, depth=2)
     actual = ctx.run_ctx.client.usage.snapshot()["calls"]
-    assert result.report["projected_calls"] == estimate_calls(prog, 16, 0, breadth=3, depth=2)
+    assert result.report["projected_calls"] == estimate(workload_of(prog, ctx), breadth=3,
+                                                        depth=2).calls
     assert result.report["projected_calls"] == actual == 2 + 3 + 6 * 16
 
 

@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
 from world import World, classify_program, examples, pass_context, run_context  # noqa: E402
 
 from lmpc.compiler.passes._demos import PassError  # noqa: E402
-from lmpc.compiler.passes.knn_fewshot import estimate_calls, knn_fewshot  # noqa: E402
+from lmpc.compiler.passes._estimate import Workload, placeholder_rows  # noqa: E402
+from lmpc.compiler.passes.knn_fewshot import estimate, knn_fewshot  # noqa: E402
 from lmpc.runtime.vectorize import LocalVectorizer, cosine, select_demos  # noqa: E402
 
 TEXTS = [
@@ -85,8 +86,10 @@ def test_empty_trainset_is_a_clear_error() -> None:
 
 
 def test_estimate() -> None:
-    assert estimate_calls(classify_program(), 12, 3) == 12
-    assert estimate_calls(classify_program(), 12, 3, max_bootstrapped_demos=0) == 0
+    work = Workload(classify_program(), "Classify", placeholder_rows(12), 3)
+    assert estimate(work).calls == estimate(work).max_calls == 12
+    assert estimate(work, max_rounds=2).max_calls == 24
+    assert estimate(work, max_bootstrapped_demos=0).max_calls == 0
 
 
 def test_a_run_shows_the_demos_of_the_nearest_examples() -> None:

@@ -9,7 +9,8 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
 
 from world import World, classify_program, examples, pass_context, pipe_program  # noqa: E402
 
-from lmpc.compiler.passes.labeled_fewshot import estimate_calls, labeled_fewshot  # noqa: E402
+from lmpc.compiler.passes._estimate import Workload, placeholder_rows  # noqa: E402
+from lmpc.compiler.passes.labeled_fewshot import estimate, labeled_fewshot  # noqa: E402
 
 TEXTS = [f"good thing {i}" if i % 2 else f"bad thing {i}" for i in range(20)]
 
@@ -70,4 +71,5 @@ def test_each_predictor_gets_the_fields_the_data_has() -> None:
 
 
 def test_estimate_is_zero() -> None:
-    assert estimate_calls(classify_program(), 100, 50, k=16) == 0
+    work = Workload(classify_program(), "Classify", placeholder_rows(100), 50)
+    assert estimate(work, k=16).max_calls == 0

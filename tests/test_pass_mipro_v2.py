@@ -21,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
 from world import LM, World, classify_program, examples, pass_context, pipe_program  # noqa: E402
 
 from lmpc.compiler.passes._demos import PassError  # noqa: E402
+from lmpc.compiler.passes._estimate import workload_of  # noqa: E402
 from lmpc.compiler.passes.base import BudgetExceeded  # noqa: E402
 from lmpc.compiler.passes.mipro_v2 import (  # noqa: E402
-    estimate_calls,
+    estimate,
     mipro_v2,
     num_trials_for,
     resolve_settings,
@@ -313,7 +314,7 @@ def test_estimate_is_within_ten_percent_of_cold_cache_calls(
     world.answer = _teacher_always_right
     result = mipro_v2(prog, ctx, storage="memory", **params)
     actual = ctx.run_ctx.client.usage.snapshot()["calls"]
-    projected = estimate_calls(prog, n_train, n_val, **params)
+    projected = estimate(workload_of(prog, ctx), **params).calls
     assert result.report["projected_calls"] == projected
     assert abs(projected - actual) <= 0.1 * actual, (projected, actual)
 

@@ -11,10 +11,11 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
 from world import World, classify_program, examples, pass_context  # noqa: E402
 
 from lmpc.compiler.passes._demos import rng_for, stratified  # noqa: E402
+from lmpc.compiler.passes._estimate import Workload, placeholder_rows  # noqa: E402
 from lmpc.compiler.passes.base import BudgetExceeded  # noqa: E402
 from lmpc.compiler.passes.bootstrap_random_search import (  # noqa: E402
     bootstrap_random_search,
-    estimate_calls,
+    estimate,
     random_search,
 )
 
@@ -116,5 +117,11 @@ def test_budget_keeps_the_best_so_far() -> None:
 
 
 def test_estimate() -> None:
-    # one teacher walk (cached across seeds) + a full evaluation per candidate
-    assert estimate_calls(classify_program(), 10, 20, num_candidate_programs=2) == 10 + 5 * 20
+    work = Workload(classify_program(), "Classify", placeholder_rows(10), 20)
+    est = estimate(work, num_candidate_programs=2)
+    # a full evaluation per candidate, plus the teacher: the first 4 rows (seed -1) and
+    # the first 1-4 of two shuffles, each row once (cached); at most every row once
+    assert est.max_calls == 10 + 5 * 20 and 5 * 20 + 4 <= est.calls < est.max_calls
+    assert est.candidates == 5 and est.val_rows == 20
+    uncached = estimate(work.with_cache(False), num_candidate_programs=2)
+    assert uncached.max_calls == 3 * 10 + 5 * 20  # each of the 3 walks pays

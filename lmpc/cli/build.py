@@ -72,7 +72,7 @@ def command(click_ctx: click.Context, file: str, program_name: str | None,
                            "choose one with --optimize NAME (or --program)")
         outs = _outputs(chosen, output)
         if dry_run:
-            _dry_run(program, chosen, as_json)
+            _dry_run(program, chosen, as_json, cache=not no_cache, seed=seed)
             return
         trust = runner_trust(file)
         for _, optimize in chosen:
@@ -201,7 +201,8 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _dry_run(program: ProgramIR, chosen: list[tuple[int, OptimizeIR]], as_json: bool) -> None:
+def _dry_run(program: ProgramIR, chosen: list[tuple[int, OptimizeIR]], as_json: bool,
+             cache: bool = True, seed: int | None = None) -> None:
     from lmpc.compiler.pipeline import estimate_plan
     from lmpc.eval.data import load_splits
 
@@ -213,11 +214,12 @@ def _dry_run(program: ProgramIR, chosen: list[tuple[int, OptimizeIR]], as_json: 
         inputs = [f.name for f in program.modules[optimize.program].inputs]
         splits = load_splits(dataset, program.base_dir, inputs)
         sizes = {k: len(v) for k, v in splits.items()}
-        steps = estimate_plan(program, optimize, sizes)
+        steps = estimate_plan(program, optimize, sizes, splits=splits, cache=cache, seed=seed)
         plans.append({"program": optimize.program, "optimize": optimize.name,
                       "splits": sizes, "steps": steps,
                       "projected_lm_calls": sum(s["calls"] for s in steps),
-                      "budget": optimize.budget.model_dump()})
+                      "projected_max_lm_calls": sum(s["max_calls"] for s in steps),
+                      "cache": cache, "budget": optimize.budget.model_dump()})
     if as_json:
         for plan in plans:
             click.echo(json.dumps(jsonable(plan), sort_keys=True))
@@ -229,14 +231,20 @@ def _dry_run(program: ProgramIR, chosen: list[tuple[int, OptimizeIR]], as_json: 
                    f"val {sizes['val']}, "
                    f"test {sizes['test']} examples")
         for step in plan["steps"]:
-            click.echo(f"  {step['step']:<36} ~{step['calls']} LM calls")
+            bound = f" (at most {step['max_calls']})" if step["max_calls"] != step["calls"] \
+                else ""
+            click.echo(f"  {step['step']:<36} ~{step['calls']} LM calls{bound}")
             if step.get("params"):
                 params = ", ".join(f"{k}={_value(v)}" for k, v in step["params"].items())
                 click.echo(f"      {params}")
         cap = plan["budget"].get("calls")
         budget = f" (budget: {cap} calls for the passes)" if cap else ""
-        click.echo(f"  total projected: ~{plan['projected_lm_calls']} LM calls "
-                   f"(before caching){budget}")
+        worst = plan["projected_max_lm_calls"]
+        bound = f", at most {worst} if the teacher fails on every example" \
+            if worst != plan["projected_lm_calls"] else ""
+        where = "a cold cache" if plan["cache"] else "no cache"
+        click.echo(f"  total projected: ~{plan['projected_lm_calls']} LM calls with {where}"
+                   f"{bound}{budget}")
 
 
 def _value(value: Any) -> str:

@@ -302,8 +302,9 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
 
     current, candidates, runs = program, [], []
     sizes = {name: len(rows) for name, rows in splits.items()}
-    projected = {i: step["calls"] for i, step in
-                 enumerate(estimate_plan(program, optimize, sizes)[1:-1])}
+    cached = getattr(client, "cache", None) is not None
+    plan = estimate_plan(program, optimize, sizes, splits=splits, cache=cached,
+                         seed=seed)[1:-1]
     for index, pass_ir in enumerate(optimize.passes):
         params, problems = validate_params(pass_ir.name, dict(pass_ir.params))
         if problems:
@@ -328,9 +329,10 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             requests=lambda meter=meter: int(meter.snapshot()["lm_requests"]),
         )
         run = PassRun(name=pass_ir.name, params=params, seed=seed)
-        emit(PassStarted(pass_ir.name, index, len(optimize.passes),
-                         projected.get(index)))
+        emit(PassStarted(pass_ir.name, index, len(optimize.passes), plan[index]["calls"]))
         result = _call_pass(fn, current, ctx, params, run)
+        result.report.setdefault("dry_run", {"calls": plan[index]["calls"],
+                                             "max_calls": plan[index]["max_calls"]})
         emit(PassFinished(pass_ir.name, int(meter.snapshot()["lm_requests"]),
                           max((c.score for c in result.candidates), default=None)))
         run.usage = meter.snapshot()
@@ -393,47 +395,88 @@ def _delta(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
     return {k: end[k] - start.get(k, 0) for k in end if isinstance(end[k], int | float)}
 
 
-def estimate_plan(program: ProgramIR, optimize: OptimizeIR,
-                  n_split: dict[str, int]) -> list[dict[str, Any]]:
-    """Projected LM calls per pass (and for the before/after evaluations), no LM called."""
-    from lmpc.compiler.check.optimizer_specs import validate_params
+#: Passes that change only demos: a zero-shot baseline after them is the source program.
+DEMO_ONLY = ("labeled_fewshot", "bootstrap_fewshot", "bootstrap_random_search")
 
-    per_run = max(1, len(program.predictors_of(optimize.program)))
+
+def estimate_plan(program: ProgramIR, optimize: OptimizeIR, n_split: dict[str, int], *,
+                  splits: dict[str, list[Example]] | None = None,
+                  cache: bool = True, seed: int | None = None) -> list[dict[str, Any]]:
+    """Projected LM calls per step — the before/after evaluations and every pass — with
+    no LM called. ``calls`` is what each step is expected to make (see
+    ``lmpc.compiler.passes._estimate``), ``max_calls`` its bound when the teacher never
+    succeeds. ``splits`` gives the real rows (their labels order stratified walks);
+    ``cache`` says whether the build reads the LM cache (repeats are then free)."""
+    from lmpc.compiler.check.optimizer_specs import validate_params
+    from lmpc.compiler.passes._estimate import Workload, judge_calls, placeholder_rows
+
+    n_val, n_test = n_split.get("val", 0), n_split.get("test", 0)
     scored = scored_splits({k: [None] * v for k, v in n_split.items()})
-    n_val = n_split.get("val", 0) * per_run
-    n_eval = sum(n_split.get(split, 0) for split in scored) * per_run
+    n_first = n_split.get(scored[0], 0)  # val, or train when there is no val split
     label = " + ".join(scored)
-    plan = [{"step": f"evaluate before ({label})", "calls": n_eval}]
-    scored_on_val = False
+    metric = program.metrics.get(optimize.metric)
+    work = Workload(
+        program=program, module=optimize.program,
+        trainset=list(splits["train"]) if splits else placeholder_rows(n_split.get("train", 0)),
+        n_val=n_val, seed=optimize.seed if seed is None else seed, cache=cache,
+        metric_field=_metric_field(program, metric) if metric is not None else None,
+        scoring_calls=judge_calls(program, optimize.metric))
+    per = work.per_run()
+    before = (n_first + n_test) * per
+    plan = [{"step": f"evaluate before ({label})", "calls": before, "max_calls": before}]
+    last, demo_only, ensemble_of = None, True, None
     for i, pass_ir in enumerate(optimize.passes):
         params, _ = validate_params(pass_ir.name, dict(pass_ir.params))
-        calls = _estimate_pass(program, pass_ir.name, n_split, params, per_run)
-        scored_on_val = _scores_on_valset(pass_ir.name)
-        if scored_on_val and i == 0:
-            # its score of the unchanged program repeats the "before" evaluation: cached
-            calls = max(0, calls - n_val)
-        plan.append({"step": pass_ir.name, "params": params, "calls": calls})
-    # a pass that scored its result on the whole valset leaves that evaluation cached
-    after = n_eval - n_val if scored_on_val else n_eval
-    plan.append({"step": f"evaluate after ({label})", "calls": after})
+        est = _estimate_pass(work, pass_ir.name, params)
+        saved = 0
+        clears = bool(getattr(_pass_module(pass_ir.name), "BASELINE_CLEARS_DEMOS", False))
+        if cache and est.baseline_rows and (i == 0 or (clears and demo_only)):
+            # its full score of the unchanged program repeats the "before" evaluation
+            saved = min(est.baseline_rows, n_first) * per
+        plan.append({"step": pass_ir.name, "params": params, "calls": est.calls - saved,
+                     "max_calls": est.max_calls - saved})
+        demo_only = demo_only and pass_ir.name in DEMO_ONLY
+        if pass_ir.name == "ensemble":
+            ensemble_of = (last, params)
+        else:
+            last, ensemble_of = est, None
+    after = _after_calls(n_first, n_test, per, cache, last, ensemble_of)
+    plan.append({"step": f"evaluate after ({label})", "calls": after, "max_calls": after})
     return plan
 
 
-def _scores_on_valset(name: str) -> bool:
-    """Whether a pass scores the unchanged program and its result on the whole valset."""
-    try:
-        return bool(getattr(PASSES.module(name), "SCORES_ON_VALSET", False))
-    except PipelineError:
-        return False
+def _after_calls(n_val: int, n_test: int, per: int, cache: bool, last: Any,
+                 ensemble_of: tuple[Any, dict[str, Any]] | None) -> int:
+    """The final evaluation: the rows of the first scored split (``n_val``: val, or train
+    without one) that the result was already scored on are cached (for an ensemble, only
+    if every member was scored on them)."""
+    if last is None:
+        return 0 if cache else (n_val + n_test) * per  # the unchanged program: cached
+    if ensemble_of is not None:
+        scored, params = ensemble_of
+        members = scored.candidates if scored is not None else 1
+        for key in ("top", "size"):
+            if params.get(key) is not None:
+                members = min(members, int(params[key]))
+        on_val = scored is not None and scored.candidates_on_val
+        fresh_val = n_val - min(scored.val_rows, n_val) if cache and on_val else n_val
+        return max(members, 1) * per * (fresh_val + n_test)
+    fresh_val = n_val - min(last.val_rows, n_val) if cache else n_val
+    return per * (fresh_val + n_test)
 
 
-def _estimate_pass(program: ProgramIR, name: str, n: dict[str, int], params: dict[str, Any],
-                   per_run: int) -> int:
+def _pass_module(name: str) -> Any:
     try:
-        estimator = getattr(PASSES.module(name), "estimate_calls", None)
+        return PASSES.module(name)
     except PipelineError:
-        estimator = None
+        return None
+
+
+def _estimate_pass(work: Any, name: str, params: dict[str, Any]) -> Any:
+    from lmpc.compiler.passes._estimate import Estimate
+
+    estimator = getattr(_pass_module(name), "estimate", None)
     if estimator is not None:
-        return int(estimator(program, n.get("train", 0), n.get("val", 0), **params))
+        return estimator(work, **params)
     # generic: one run over train and one over val per pass
-    return (n.get("train", 0) + n.get("val", 0)) * per_run
+    return Estimate.fixed((work.n_train + work.n_val) * work.per_run())

@@ -90,15 +90,3 @@ def _lm_ctx(program: ProgramIR, ctx: PassContext, teacher: str | None) -> Any:
         f"(modules: {sorted(program.modules)}, LMs: {sorted(program.lms)}, roles: "
         f"{sorted(_ROLE_CTX)})"
     )
-
-
-def calls_per_run(program: ProgramIR, module: str | None = None) -> int:
-    """About how many LM calls one run of the module makes (for dry-run projections)."""
-    if module is None:
-        module = program.optimizes[0].program if program.optimizes else None
-    preds = program.predictors_of(module) if module else list(program.predictors.values())
-    total = 0
-    for p in preds:
-        opts = p.options
-        total += int(opts.get("n") or opts.get("m") or opts.get("max_iters") or 1)
-    return max(total, 1)

@@ -55,6 +55,7 @@ from lmpc.compiler.passes._demos import (
     stratified,
     trace_demos,
 )
+from lmpc.compiler.passes._estimate import Estimate, Workload
 from lmpc.compiler.passes._teacher import Teacher, resolve_teacher
 from lmpc.compiler.passes.base import BudgetExceeded, PassContext, PassResult
 from lmpc.ir import Demo, Example, ProgramIR
@@ -258,8 +259,10 @@ def _assign(
         pred.demos = boot + labeled_demos(student, ctx.module, pred, pool, room)
 
 
-def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
-    """At most every training example, every round, one run of the program each."""
-    from lmpc.compiler.passes._teacher import calls_per_run
-
-    return n_train * int(params.get("max_rounds", 1)) * calls_per_run(program)
+def estimate(work: Workload, **params: Any) -> Estimate:
+    """The teacher runs until ``max_bootstrapped_demos`` examples succeeded: that many
+    runs when it always succeeds; every example and round when it never does."""
+    per = work.per_run()
+    wanted = min(int(params.get("max_bootstrapped_demos", 4)), work.n_train)
+    return Estimate(calls=wanted * per,
+                    max_calls=work.n_train * int(params.get("max_rounds", 1)) * per)

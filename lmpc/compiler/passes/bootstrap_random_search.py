@@ -39,7 +39,7 @@ from lmpc.compiler.passes._demos import (
     reraise_if_over_budget,
     rng_for,
 )
-from lmpc.compiler.passes._teacher import calls_per_run
+from lmpc.compiler.passes._estimate import Estimate, Workload, walked
 from lmpc.compiler.passes.base import BudgetExceeded, Candidate, PassContext, PassResult
 from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, bootstrap
 from lmpc.compiler.passes.labeled_fewshot import apply_labeled
@@ -47,9 +47,8 @@ from lmpc.ir import ProgramIR
 
 log = logging.getLogger("lmpc")
 PASS = "bootstrap_random_search"
-#: It scores the unchanged program (seed -3) and its result on the whole valset;
-#: the build's dry run counts those evaluations once (they are cached).
-SCORES_ON_VALSET = True
+#: Its baseline (seed -3) is the program with its demos cleared.
+BASELINE_CLEARS_DEMOS = True
 _LABELS = {-3: "zero-shot", -2: "labeled only", -1: "bootstrap, unshuffled"}
 
 
@@ -157,15 +156,34 @@ def _score(cand: ProgramIR, ctx: PassContext, valset: list[Any], seed: int,
     return float(result.score)
 
 
-def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
-    """New LM calls with the cache on: one teacher walk plus a full evaluation per candidate.
+def estimate(work: Workload, **params: Any) -> Estimate:
+    """Teacher walks plus a full evaluation of every candidate on the valset.
 
-    Every bootstrapping candidate runs the same teacher on the same examples (round 0 is
-    identical across seeds), so only the first walk over an example is a new call.
+    The walks are those of the seed scheme (the same shuffles and demo counts, class by
+    class when stratified), each taking its first examples when the teacher always
+    succeeds. Every bootstrapping candidate runs the same teacher, so with the cache on
+    an example already walked is free; without it each walk pays again. When the teacher
+    never succeeds, every walk covers the whole trainset, every round.
     """
-    n_candidates = int(params.get("num_candidate_programs", 16)) + 3
-    boot = n_train * int(params.get("max_rounds", 1))
-    return (boot + n_candidates * (n_val or n_train)) * calls_per_run(program)
+    n_programs = int(params.get("num_candidate_programs", 16))
+    max_boot = int(params.get("max_bootstrapped_demos", 4))
+    rounds = int(params.get("max_rounds", 1))
+    by = class_field(work.program, work.module, work.metric_field, work.trainset) \
+        if params.get("stratify", True) else None
+    n = work.n_train
+    walks = [(list(range(n)), max_boot)]
+    for seed in range(n_programs):
+        order = list(range(n))
+        rng = rng_for(work.seed, f"candidate:{seed}")
+        rng.shuffle(order)
+        walks.append((order, rng.randint(1, max(max_boot, 1))))
+    boot = walked(work, walks, by)
+    worst = n * rounds * (1 if work.cache else len(walks))
+    evals = (n_programs + 3) * (work.n_val or n)
+    per = work.per_run()
+    return Estimate(calls=(boot + evals) * per, max_calls=(worst + evals) * per,
+                    candidates=n_programs + 3, val_rows=work.n_val or n,
+                    candidates_on_val=True, baseline_rows=work.n_val or n)
 
 
 #: The name OPTIMIZERS.md and DSPy users know it by.

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmpc.compiler.passes._demos import PassError, attributed, check_budget
-from lmpc.compiler.passes._guard import ProposalGuard
+from lmpc.compiler.passes._estimate import Estimate, Workload, workload_of
+from lmpc.compiler.passes._guard import MAX_REASKS, ProposalGuard
 from lmpc.compiler.passes._propose import (
     alternative_instruction,
     instruction_from_attempts,
@@ -74,8 +75,8 @@ def copro(
     report: dict[str, Any] = {
         "params": {"breadth": breadth, "depth": depth, "init_temperature": init_temperature,
                    "track_stats": track_stats},
-        "projected_calls": estimate_calls(program, len(ctx.trainset), len(ctx.valset),
-                                          breadth=breadth, depth=depth),
+        "projected_calls": estimate(workload_of(program, ctx), breadth=breadth,
+                                    depth=depth).calls,
     }
     prompt_ctx = attributed(ctx.prompt_ctx, **{"pass": PASS})
     try:
@@ -224,21 +225,24 @@ def module_predictors(program: ProgramIR) -> list[PredictorIR]:
     return program.predictors_of(module) if module else list(program.predictors.values())
 
 
-def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
-    """New LM calls with a cold cache, assuming the prompt model never repeats itself.
+def estimate(work: Workload, **params: Any) -> Estimate:
+    """New LM calls, assuming every proposal passes the guard (none is re-asked).
 
     Proposals: ``breadth − 1`` per predictor, then ``breadth`` per predictor after every
-    round but the last. Evaluations: ``breadth`` candidates per predictor per round on
-    the trainset, each re-using the cached calls of the steps before the predictor being
-    tuned (those are fixed and were already run on the same examples).
+    round but the last (up to ``1 + MAX_REASKS`` times that when the guard drops them:
+    the maximum). Evaluations: ``breadth`` candidates per predictor per round on the
+    trainset; with the cache on each re-uses the calls of the steps before the predictor
+    being tuned (those are fixed and were already run on the same examples).
     """
     breadth = int(params.get("breadth", 10))
     depth = int(params.get("depth", 3))
-    preds = module_predictors(program)
+    preds = work.program.predictors_of(work.module)
     per = [predictor_calls(p) for p in preds]
     proposals = len(preds) * ((breadth - 1) + (depth - 1) * breadth)
     evals = 0
     for _round in range(depth):
         for i in range(len(preds)):
-            evals += breadth * n_train * sum(per[i:])
-    return proposals + evals
+            steps = sum(per[i:]) if work.cache else sum(per)
+            evals += breadth * work.n_train * (steps + work.scoring_calls)
+    return Estimate(calls=proposals + evals, max_calls=proposals * (1 + MAX_REASKS) + evals,
+                    candidates=depth * breadth * len(preds))

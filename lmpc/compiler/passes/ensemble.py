@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmpc.compiler.passes._demos import PassError, rng_for
+from lmpc.compiler.passes._estimate import Estimate, Workload
 from lmpc.compiler.passes.base import Candidate, PassContext, PassResult
 from lmpc.ir import EnsembleIR, PredictorIR, ProgramIR
 
@@ -77,3 +78,8 @@ def _member(candidate: Candidate, module: str) -> dict[str, PredictorIR]:
 def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
     """Choosing members makes no LM call (running the ensemble does, later)."""
     return 0
+
+
+def estimate(work: Workload, **params: Any) -> Estimate:
+    """No LM calls here; the build's final evaluation runs every member (the plan)."""
+    return Estimate.fixed(0)

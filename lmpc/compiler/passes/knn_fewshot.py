@@ -36,7 +36,8 @@ from lmpc.compiler.passes._demos import (
     field_aliases,
     labeled_demo,
 )
-from lmpc.compiler.passes._teacher import calls_per_run, resolve_teacher
+from lmpc.compiler.passes._estimate import Estimate, Workload
+from lmpc.compiler.passes._teacher import resolve_teacher
 from lmpc.compiler.passes.base import PassContext, PassResult
 from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, Walk, walk_teacher
 from lmpc.ir import ProgramIR
@@ -99,8 +100,11 @@ def knn_fewshot(
     return PassResult(program=student, report=report)
 
 
-def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
-    """The teacher runs once per training example and round (none without bootstrapping)."""
+def estimate(work: Workload, **params: Any) -> Estimate:
+    """The teacher runs on every training example: once when it succeeds, up to
+    ``max_rounds`` times when it fails (none without bootstrapping)."""
     if int(params.get("max_bootstrapped_demos", 4)) == 0:
-        return 0
-    return n_train * int(params.get("max_rounds", 1)) * calls_per_run(program)
+        return Estimate.fixed(0)
+    per = work.per_run()
+    return Estimate(calls=work.n_train * per,
+                    max_calls=work.n_train * int(params.get("max_rounds", 1)) * per)

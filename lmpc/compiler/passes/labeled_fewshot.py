@@ -43,6 +43,7 @@ from lmpc.compiler.passes._demos import (
     seeded_sample,
     stratified,
 )
+from lmpc.compiler.passes._estimate import Estimate, Workload
 from lmpc.compiler.passes.base import PassContext, PassResult
 from lmpc.ir import Example, ProgramIR
 
@@ -92,6 +93,6 @@ def apply_labeled(
         pred.demos = labeled_demos(program, module, pred, rows, k)
 
 
-def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
+def estimate(work: Workload, **params: Any) -> Estimate:
     """Labeled demos need no LM calls."""
-    return 0
+    return Estimate.fixed(0)

@@ -50,9 +50,18 @@ from lmpc.compiler.passes._demos import (
     PassError,
     attributed,
     check_budget,
+    class_field,
     rng_for,
     seeded_sample,
 )
+from lmpc.compiler.passes._estimate import (
+    Estimate,
+    Workload,
+    placeholder_rows,
+    walked,
+    workload_of,
+)
+from lmpc.compiler.passes._guard import MAX_REASKS
 from lmpc.compiler.passes._propose import (
     ProposerSwitches,
     proposal_calls,
@@ -68,15 +77,11 @@ from lmpc.compiler.passes.base import (
 )
 from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, bootstrap
 from lmpc.compiler.passes.bootstrap_random_search import labeled_candidate
-from lmpc.compiler.passes.copro import module_predictors, predictor_calls
+from lmpc.compiler.passes.copro import predictor_calls
 from lmpc.ir import Demo, ProgramIR
 
 log = logging.getLogger("lmpc")
 PASS = "mipro_v2"
-
-#: It fully evaluates the unchanged program and its result on the valset (within the
-#: preset's cap); the build's dry run counts those evaluations once (they are cached).
-SCORES_ON_VALSET = True
 
 #: auto preset → (candidates per predictor, valset cap)
 PRESETS: dict[str, tuple[int, int]] = {"light": (6, 100), "medium": (12, 300),
@@ -217,7 +222,7 @@ def mipro_v2(
                                 max_bootstrapped_demos, max_labeled_demos)
     trainset, valset = split_data(ctx.trainset, ctx.valset, settings.val_cap, seed)
     pctx = replace(ctx, trainset=trainset, valset=valset, seed=seed)
-    projected = _projected(program, ctx.module, len(trainset), len(valset), settings, params)
+    projected = estimate(workload_of(program, ctx), **params).calls
     log.info("mipro_v2: %d candidates, %d trials, %d train / %d val rows; projected LM "
              "calls: %d", settings.num_candidates, settings.num_trials, len(trainset),
              len(valset), projected)
@@ -529,82 +534,117 @@ def _hash(text: str) -> str:
 # ---------------------------------------------------------------- projections
 
 
-def _projected(program: ProgramIR, module: str, n_train: int, n_val: int,
-               settings: Settings, params: dict[str, Any]) -> int:
-    preds = program.predictors_of(module)
-    return _calls(preds, n_train, n_val, settings, params)
+def estimate(work: Workload, **given: Any) -> Estimate:
+    """Projected new LM calls (every bootstrap attempt succeeding, every proposal kept).
 
-
-def _calls(preds: list[Any], n_train: int, n_val: int, settings: Settings,
-           params: dict[str, Any]) -> int:
-    """New LM calls with a cold cache if every bootstrap attempt succeeds.
-
-    Bootstrapping: the teacher runs once per distinct training example walked (every
-    demo set uses the same teacher, so a walk over an example already run is a cache
-    hit). Proposing: see ``proposal_calls``. Search: the baseline's full evaluation, a
-    minibatch per trial, and per periodic full evaluation the valset rows its
-    combination's minibatch did not already cover.
+    Bootstrapping: the demo sets' walks (random search's seed scheme with this pass's
+    ``seed``); with the cache on, an example already walked is free. Proposing: see
+    ``proposal_calls`` (up to ``1 + MAX_REASKS`` times that when proposals are dropped).
+    Search: the baseline's full evaluation, a minibatch per trial and the periodic full
+    evaluations — with the cache on, only the valset rows not run before for that
+    combination (``_search_rows``); without it, every one.
     """
-    per_run = sum(predictor_calls(p) for p in preds) or 1
+    params = {**DEFAULTS, **given}
+    preds = work.program.predictors_of(work.module)
+    settings = resolve_settings(len(preds), params["auto"], params["num_candidates"],
+                                params["num_trials"], params["max_bootstrapped_demos"],
+                                params["max_labeled_demos"])
+    val = placeholder_rows(work.n_val)
+    train, val = split_data(list(work.trainset), val, settings.val_cap, int(params["seed"]))
+    part = replace(work, trainset=train, n_val=len(val), seed=int(params["seed"]))
+    per_run = sum(predictor_calls(p) for p in preds) + work.scoring_calls
     n = settings.num_candidates
-    walked = _walked(n_train, n, params, settings.fewshot)
+    walks = _walks(len(train), n, params, settings.fewshot)
+    by = class_field(work.program, work.module, work.metric_field, train) \
+        if params["stratify"] else None
+    boot = walked(part, walks, by)
+    worst_boot = len(train) * (1 if work.cache else len(walks)) if walks else 0
     switches = ProposerSwitches(params["program_aware"], params["data_aware"],
                                 params["tip_aware"], params["fewshot_aware"])
-    propose = proposal_calls(n_train, len(preds), n, switches)
+    propose = proposal_calls(len(train), len(preds), n, switches)
     combos = (n * (n if settings.fewshot else 1)) ** len(preds)
-    return (walked + _search_rows(n_val, settings.num_trials, combos, params)) * per_run \
-        + propose
+    rows, fulls = _search_rows(len(val), settings.num_trials, combos, params, work.cache)
+    reasks = (n - 1) * len(preds) * MAX_REASKS
+    # its valset (the val split, capped, or the end of the trainset when there is none)
+    # is part of the split the build scores first, so those rows are cached there
+    return Estimate(calls=(boot + rows) * per_run + propose,
+                    max_calls=(worst_boot + rows) * per_run + propose + reasks,
+                    candidates=1 + fulls, val_rows=len(val), candidates_on_val=True,
+                    baseline_rows=len(val))
 
 
-def _search_rows(n_val: int, trials: int, combos: int, params: dict[str, Any]) -> int:
-    """Expected valset rows run fresh by the search (the cache serves repeats).
+DEFAULTS: dict[str, Any] = {
+    "auto": "light", "num_candidates": None, "num_trials": None,
+    "max_bootstrapped_demos": 4, "max_labeled_demos": 4, "minibatch": True,
+    "minibatch_size": 35, "minibatch_full_eval_steps": 5, "seed": 9, "program_aware": True,
+    "data_aware": True, "tip_aware": True, "fewshot_aware": True, "stratify": True,
+}
 
-    Trials pick combinations about uniformly (TPE starts with random trials), so a
-    combination gets Binomial(T, 1/C) trials and its distinct minibatch rows follow; the
-    baseline's rows are all cached by its full evaluation. A full evaluation runs the
+
+def _search_rows(n_val: int, trials: int, combos: int, params: dict[str, Any],
+                 cache: bool) -> tuple[int, int]:
+    """(valset rows the search runs, full evaluations besides the baseline's).
+
+    See ``_visited`` for how many combinations the trials reach. With the cache on, a
+    combination's distinct minibatch rows follow from its share of the trials, the
+    baseline's rows are all cached by its full evaluation, and a full evaluation runs the
     rows its combination's minibatches did not cover.
     """
     others = max(combos - 1, 0)
-    visited = others * (1 - (1 - 1 / combos) ** trials) if combos else 0.0
     if not (params["minibatch"] and params["minibatch_size"] < n_val):
-        return round(n_val * (1 + visited))
-    q = int(params["minibatch_size"]) / n_val
-    trial_rows = others * n_val * (1 - (1 - q / combos) ** trials)
+        # every trial is a full evaluation, and a combination is scored once: TPE, seeing
+        # the full scores, re-picks known ones more than uniform draws would
+        visited = _visited(others, combos, min(trials, TPE_STARTUP))
+        return round(n_val * (1 + visited)), round(visited)
+    visited = _visited(others, combos, trials)
     steps = int(params["minibatch_full_eval_steps"])
     fulls = min(math.ceil(trials / steps), visited)
-    per_combo = trials / visited if visited else 1.0
-    full_rows = fulls * n_val * (1 - q) ** per_combo
-    return round(n_val + trial_rows + full_rows)
+    size = int(params["minibatch_size"])
+    if not cache:
+        return round(n_val + trials * size + fulls * n_val), round(fulls)
+    q = size / n_val
+    # A combination's first minibatch is all new rows. TPE spends the trials beyond the
+    # combinations it reaches on the best one so far, whose coverage soon saturates; the
+    # full evaluations are of that one (nearly all cached) and of once-tried ones.
+    repeats = max(trials - visited, 0.0)
+    missed = (1 - q) ** (1 + repeats)  # rows of the favourite no minibatch covered
+    trial_rows = visited * n_val * q + n_val * ((1 - q) - missed)
+    full_rows = (missed + max(fulls - 1, 0) * (1 - q)) * n_val if fulls else 0.0
+    return round(n_val + trial_rows + full_rows), round(fulls)
 
 
-def _walked(n_train: int, n: int, params: dict[str, Any], fewshot: bool) -> int:
-    """Distinct training examples the teacher runs on over all bootstrapped demo sets."""
+#: Optuna's TPE sampler draws its first trials at random (``n_startup_trials``).
+TPE_STARTUP = 10
+TPE_NEW = 0.8
+
+
+def _visited(others: int, combos: int, trials: int) -> float:
+    """Expected combinations besides the baseline that the trials reach.
+
+    The first ``TPE_STARTUP`` trials are uniform draws (a combination is missed with
+    probability (1 − 1/C)^t); after them about ``TPE_NEW`` of TPE's trials go to a
+    combination not scored yet, while any are left. (Measured on the dry-run grid of
+    ``tests/test_dry_run_grid.py``: with more trials than combinations TPE reaches nearly
+    all of them, not the 1 − e^(−T/C) of uniform draws.)
+    """
+    if not combos:
+        return 0.0
+    startup = min(trials, TPE_STARTUP)
+    seen = others * (1 - (1 - 1 / combos) ** startup)
+    return seen + min(others - seen, TPE_NEW * max(trials - startup, 0))
+
+
+def _walks(n_train: int, n: int, params: dict[str, Any], fewshot: bool
+           ) -> list[tuple[list[int], int]]:
+    """The teacher walks of the demo sets: (trainset order, demos wanted)."""
     max_boot = int(params["max_bootstrapped_demos"])
     if not fewshot or max_boot == 0 or n < 3:
-        return 0
-    positions = list(range(n_train))
-    seen = set(positions[:max_boot])  # seed −1: the trainset in order
+        return []
+    walks = [(list(range(n_train)), max_boot)]  # seed −1: the trainset in order
     seed = int(params["seed"])
     for s in range(0, n - 3):
-        order = list(positions)
+        order = list(range(n_train))
         rng = rng_for(seed, f"candidate:{s}")
         rng.shuffle(order)
-        seen.update(order[: rng.randint(1, max_boot)])
-    return len(seen)
-
-
-def estimate_calls(program: ProgramIR, n_train: int, n_val: int, **params: Any) -> int:
-    """Projected new LM calls (cold cache, every bootstrap attempt succeeding)."""
-    full = {"auto": "light", "num_candidates": None, "num_trials": None,
-            "max_bootstrapped_demos": 4, "max_labeled_demos": 4, "minibatch": True,
-            "minibatch_size": 35, "minibatch_full_eval_steps": 5, "seed": 9,
-            "program_aware": True, "data_aware": True, "tip_aware": True,
-            "fewshot_aware": True, **params}
-    preds = module_predictors(program)
-    settings = resolve_settings(len(preds), full["auto"], full["num_candidates"],
-                                full["num_trials"], full["max_bootstrapped_demos"],
-                                full["max_labeled_demos"])
-    train = [Example({}, {}, index=i) for i in range(n_train)]
-    val = [Example({}, {}, index=i) for i in range(n_val)]
-    train, val = split_data(train, val, settings.val_cap, int(full["seed"]))
-    return _calls(preds, len(train), len(val), settings, full)
+        walks.append((order, rng.randint(1, max_boot)))
+    return walks
