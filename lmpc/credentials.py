@@ -140,7 +140,8 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     ``Bearer <key>`` masks the bare key too.
     """
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        for part in {secret, *_auth_value(secret)}:
+        # the whole secret before the key inside it (a set's order follows the hash seed)
+        for part in sorted({secret, *_auth_value(secret)}, key=len, reverse=True):
             if len(part) >= LONG_SECRET:
                 text = text.replace(part, "***")
             else:
