@@ -271,7 +271,7 @@ def test_named_optimize_blocks_build_one_at_a_time(tmp_path: Path, monkeypatch: 
 
     built = read_artifact(tmp_path / "build" / "quick.json")
     assert [(o.name, [p.params for p in o.passes]) for o in built.ir.optimizes] == [
-        ("quick", [{"k": 1, "sample": True}])]
+        ("quick", [{"k": 1, "sample": True, "stratify": True}])]
     # one -o for the chosen block is fine; both blocks into one -o is refused
     one = _invoke(["build", str(source), "--optimize", "quick", "--no-cache", "-o",
                    str(tmp_path / "q.json")])
