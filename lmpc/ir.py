@@ -98,13 +98,15 @@ class FieldIR(Node):
 
     ``default`` is the declared default of a module input or tool parameter
     (``k: int = 3``); None means no default (a parameter defaulting to ``none`` is
-    typed ``T?``, which already makes it optional).
+    typed ``T?``, which already makes it optional). ``prefix`` (a signature field's,
+    DSPy's ``prefix=``) is the field's label in the base-model layout.
     """
 
     name: str
     type: TypeRef
     desc: str | None = None
     default: Any = None
+    prefix: str | None = None
     span: Span | None = None
 
 

@@ -192,3 +192,25 @@ def test_completion_continuation_drops_a_new_example_the_model_started() -> None
     pred = run_module(triage_program(outputs=outputs), "Support", {"ticket": "x"}, ctx)
     assert pred.outputs == {"reason": "outage", "priority": "high"}
     assert transport.requests[1].prompt.endswith(" outage\nPriority:")
+
+
+def test_a_fields_prefix_is_its_label_for_base_models_and_the_chat_format_keeps_names(
+        ) -> None:
+    # DSPy's prefix= (deprecated there, with no effect on its chat format): in lmpc it
+    # is the label of the base-model layout, where the label is most of the prompt.
+    outputs = [FieldIR(name="priority", type=PRIORITY, prefix="Urgency:"),
+               FieldIR(name="reason", type=STR, prefix="Because")]
+    program = triage_program(outputs=outputs)
+    program.predictors["Support.t"].signature.inputs[0].prefix = "Customer message:"
+    program.modules["Support"].returns["reason"] = ExprIR(kind="ref", path=["t", "reason"])
+    transport = ScriptedTransport(replies=[" high\nBecause: all users are down"])
+    pred = run_module(program, "Support", {"ticket": "Site down"},
+                      context(transport, lm=TEXT_LM))
+    assert pred.outputs == {"priority": "high", "reason": "all users are down"}
+    request = transport.requests[0]
+    assert request.prompt.endswith("Customer message: Site down\nUrgency:")
+    assert "\nCustomer message:" in request.settings["stop"]
+    assert '"\\nBecause: "' in request.settings["grammar"]
+    chat = ScriptedTransport(replies=[chat_reply(priority="low", reason="typo")])
+    run_module(program, "Support", {"ticket": "x"}, context(chat))
+    assert "[[ ## priority ## ]]" in chat.requests[0].messages[0]["content"]

@@ -117,6 +117,8 @@ CASES: list[tuple[str, str, str, int, int]] = [
      "  assert len(q) < 3\n}", "E1306", 3, 10),
     ("bad adapter", "module M(q: str) -> () {\n  x = predict(adapter = xml) S(q = q)\n}",
      "E1307", 2, 25),
+    ("prefix with a colon inside", 'signature T { in q: str prefix "Q: the" out a: str }',
+     "E1307", 1, 25),
     ("bad max_iters", "module M(q: str) -> () {\n  x = react(tools = [t], max_iters = 0)"
      " S(q = q)\n}", "E1307", 2, 38),
     ("missing dataset file", 'dataset e = jsonl "nope.jsonl"', "E1401", 1, 19),
@@ -238,6 +240,15 @@ def test_split_files_check_each_file_and_keep_their_paths(tmp_path: Path) -> Non
     _, diags, _ = check_text(PRELUDE + bad, str(tmp_path / "main.lmp"))
     assert [(d.code, d.message) for d in diags] == [
         ("E1404", "dataset 'e' (its test file) has no column 'q' for input 'q'")]
+
+
+def test_a_signature_field_keeps_dspys_prefix(tmp_path: Path) -> None:
+    program, diags, _ = check_text('signature T {\n  in q: str "asked" prefix "Question:"\n'
+                                   "  out a: str\n}\n", str(tmp_path / "main.lmp"))
+    assert diags == [] and program is not None
+    sig = program.signatures["T"]
+    assert (sig.inputs[0].prefix, sig.inputs[0].desc, sig.outputs[0].prefix) == (
+        "Question:", "asked", None)
 
 
 def test_import_cycle(tmp_path: Path) -> None:

@@ -193,3 +193,8 @@ def test_a_dataset_of_split_files_has_no_path() -> None:
     src = 'dataset d = jsonl {\n  train: "train.jsonl"\n  dev: "dev.jsonl"\n}\n'
     assert format_source(src, "p.lmp") == src
     assert parse(src, "p.lmp")[0].decls[0].path is None
+
+
+def test_a_field_prefix_is_kept() -> None:
+    src = 'signature S {\n  in q: str "the question" prefix "Question:"\n  out a\n}\n'
+    assert format_source(src, "p.lmp") == src

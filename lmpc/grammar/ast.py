@@ -338,12 +338,14 @@ class TypeAlias(Node):
 
 @dataclass
 class SigField(Node):
-    """``in ticket: str "desc"`` / ``out priority: Priority``; ``type`` None means str."""
+    """``in ticket: str "desc"`` / ``out priority: Priority``; ``type`` None means str;
+    ``prefix "Ticket:"`` is DSPy's ``prefix=`` (the field's label for base models)."""
 
     direction: str  # "in" | "out"
     name: str
     type: TypeExpr | None = None
     desc: str | None = None
+    prefix: str | None = None
     span: Span = _span()
 
 

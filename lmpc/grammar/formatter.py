@@ -282,7 +282,8 @@ class _Printer:
         yield from self.doc(d.doc, d, 1)
         for f in d.fields:
             typed = f": {type_expr(f.type)}" if f.type is not None else ""
-            yield self.line(f"{f.direction} {f.name}{typed}{_desc(f.desc)}", f, 1)
+            prefix = f" prefix {quote(f.prefix)}" if f.prefix is not None else ""
+            yield self.line(f"{f.direction} {f.name}{typed}{_desc(f.desc)}{prefix}", f, 1)
         yield self.close(d)
 
     def decl_ToolDecl(self, d: ast.ToolDecl) -> Iterator[Item]:

@@ -91,6 +91,15 @@ def number_value(text: str) -> int | float:
     return int(text)
 
 
+class _Prefix:
+    """The value of ``prefix "Question:"`` on its way into its SigField."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+
 def _is(token: Any, kind: str) -> bool:
     return isinstance(token, Token) and token.type == kind
 
@@ -244,10 +253,14 @@ class ToAst:
 
     def sig_field(self, pos: Pos, c: list) -> ast.SigField:
         direction, name, *rest = c
+        prefix = rest.pop().value if rest and isinstance(rest[-1], _Prefix) else None
         desc = string_value(rest.pop()) if rest and _is(rest[-1], "STRING") else None
         type_ = rest[0] if rest else None
         return ast.SigField(direction=direction, name=str(name), type=type_, desc=desc,
-                            span=self.span(pos))
+                            prefix=prefix, span=self.span(pos))
+
+    def sig_prefix(self, pos: Pos, c: list) -> _Prefix:
+        return _Prefix(string_value(c[0]))
 
     def direction(self, pos: Pos, c: list) -> str:
         return str(c[0])

@@ -109,7 +109,8 @@ def check_signature(decl: ast.SignatureDecl, ctx: Ctx) -> SignatureIR:
                         "add a field such as: out answer: str")
 
     def field_ir(f: ast.SigField) -> FieldIR:
-        return FieldIR(name=f.name, type=ctx.types.resolve(f.type), desc=f.desc, span=f.span)
+        return FieldIR(name=f.name, type=ctx.types.resolve(f.type), desc=f.desc,
+                       prefix=_prefix(f, ctx), span=f.span)
 
     sig = SignatureIR(name=decl.name, instructions=decl.doc or "",
                       inputs=[field_ir(f) for f in decl.inputs],
@@ -117,6 +118,20 @@ def check_signature(decl: ast.SignatureDecl, ctx: Ctx) -> SignatureIR:
     if not sig.instructions.strip():  # DSPy's default sentence, as DSPy writes it
         sig.instructions = sig.default_instructions()
     return sig
+
+
+def _prefix(f: ast.SigField, ctx: Ctx) -> str | None:
+    """DSPy's ``prefix``: the field's label for base models, ``Label:`` on a line of its
+    own, so one line with no colon but a trailing one."""
+    if f.prefix is None:
+        return None
+    label = f.prefix.rstrip().removesuffix(":").strip()
+    if not label or "\n" in label or ":" in label:
+        ctx.scope.error("E1307", f"prefix of '{f.name}' must be a short label on one line, "
+                        "with no colon but at the end, as in prefix \"Question:\"",
+                        ctx.scope.name_span(f.span, "prefix"))
+        return None
+    return f.prefix
 
 
 def param_fields(params: list[ast.Param], ctx: Ctx, owner: str) -> list[FieldIR]:

@@ -110,7 +110,7 @@ def field_view(f: FieldIR, program: ProgramIR, detailed: bool = True) -> dict[st
     """
     return {
         "name": f.name,
-        "label": label_of(f.name),
+        "label": field_label(f),
         "type": str(f.type),
         "describe": describe(f.type, program, detailed),
         "desc": (f.desc or "").strip(),
@@ -121,6 +121,12 @@ def field_view(f: FieldIR, program: ProgramIR, detailed: bool = True) -> dict[st
 def label_of(name: str) -> str:
     """``support_reply`` -> ``Support Reply`` (the completion layout's field labels)."""
     return " ".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def field_label(f: FieldIR) -> str:
+    """A field's label in the completion layout: its ``prefix`` (DSPy's ``prefix=``,
+    without the colon) when it has one, else one made from its name."""
+    return f.prefix.rstrip().removesuffix(":").strip() if f.prefix else label_of(f.name)
 
 
 def usable_demo(demo: dict[str, Any], sig: SignatureIR) -> bool:

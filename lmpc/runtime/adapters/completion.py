@@ -30,9 +30,9 @@ from lmpc.runtime.adapters.base import (
     Adapter,
     Rendered,
     excerpt,
+    field_label,
     field_view,
     instructions_of,
-    label_of,
     usable_demo,
 )
 from lmpc.runtime.adapters.grammar import completion_grammar
@@ -73,7 +73,7 @@ class CompletionAdapter(Adapter):
             if f.type.kind not in ("str", "any") or f.desc
         ]
         prefix = PROMPT.render(instructions=instructions_of(signature), guide=guide, blocks=blocks)
-        first = label_of(signature.outputs[0].name) + ":"
+        first = field_label(signature.outputs[0]) + ":"
         grammar = completion_grammar(signature.outputs, program)
         return prefix, first, stops_for(signature), budget_for(signature, program), grammar
 
@@ -86,9 +86,9 @@ class CompletionAdapter(Adapter):
 
     def parse(self, text: str, signature: SignatureIR, program: ProgramIR) -> dict[str, Any]:
         values = split_fields(text, signature)
-        missing = [f.name for f in signature.outputs if f.name not in values]
+        missing = [f for f in signature.outputs if f.name not in values]
         if missing:
-            labels = ", ".join(label_of(m) for m in missing)
+            labels = ", ".join(field_label(m) for m in missing)
             raise ParseFailure(f"completion lacks line(s) for {labels}: {excerpt(text)!r}")
         return {f.name: coerce(values[f.name], f.type, program, f.name) for f in signature.outputs}
 
@@ -107,7 +107,7 @@ class CompletionAdapter(Adapter):
         if not missing or rendered.prompt is None:
             return None
         so_far = _before_new_block(text, signature).rstrip()
-        tail = f"{so_far}\n{label_of(missing[0].name)}:"
+        tail = f"{so_far}\n{field_label(missing[0])}:"
         rest = signature.outputs[signature.outputs.index(missing[0]):]
         grammar = completion_grammar(rest, program) if rendered.grammar else None
         return replace(rendered, prompt=rendered.prompt + tail, grammar=grammar), tail
@@ -116,7 +116,7 @@ class CompletionAdapter(Adapter):
 def _before_new_block(text: str, sig: SignatureIR) -> str:
     """``text`` up to a blank line, ``---`` or a line that starts a new example."""
     text = re.split(r"\n\s*\n|\n---", text, maxsplit=1)[0]
-    in_labels = {label_of(f.name).lower() for f in sig.inputs}
+    in_labels = {field_label(f).lower() for f in sig.inputs}
     lines = text.split("\n")
     for i, line in enumerate(lines[1:], start=1):
         head, sep, _ = line.partition(":")
@@ -137,7 +137,7 @@ def _lines(fields: list[FieldIR], values: dict[str, Any], as_output: bool = Fals
             value = values[f.name]
             text = render_value(value) if as_output and not isinstance(value, str) else (
                 _text(value))
-            lines.append(f"{label_of(f.name)}:{'' if text.startswith(chr(10)) else ' '}{text}")
+            lines.append(f"{field_label(f)}:{'' if text.startswith(chr(10)) else ' '}{text}")
     return lines
 
 
@@ -157,7 +157,7 @@ def stops_for(sig: SignatureIR) -> tuple[str, ...]:
     """Stop at the end of the last output field, or when a new block starts."""
     stops = ["\n\n", "\n---"]
     # a new block starts with any input label (APIs take at most four stops)
-    stops += [f"\n{label_of(f.name)}:" for f in sig.inputs]
+    stops += [f"\n{field_label(f)}:" for f in sig.inputs]
     if len(sig.outputs) == 1 and sig.outputs[0].type.kind in ONE_LINE:
         stops = ["\n", *stops[1:]]
     return tuple(stops[:4])
@@ -171,8 +171,8 @@ def budget_for(sig: SignatureIR, program: ProgramIR) -> int:
 def split_fields(text: str, sig: SignatureIR) -> dict[str, str]:
     """Read ``Label: value`` lines; the text starts right after the first output label."""
     text = re.split(r"\n\s*\n|\n---", text, maxsplit=1)[0]  # a server may ignore stops
-    out_labels = {label_of(f.name).lower(): f.name for f in sig.outputs}
-    in_labels = {label_of(f.name).lower() for f in sig.inputs}
+    out_labels = {field_label(f).lower(): f.name for f in sig.outputs}
+    in_labels = {field_label(f).lower() for f in sig.inputs}
     current = sig.outputs[0].name
     parts: dict[str, list[str]] = {current: []}
     for i, line in enumerate(text.split("\n")):

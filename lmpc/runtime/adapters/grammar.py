@@ -45,13 +45,13 @@ _NEEDS = {"jval": ("jobj", "jarr", "jstr", "jnum", "jbool"), "jobj": ("jws", "js
 
 def completion_grammar(outputs: list[FieldIR], program: ProgramIR | None = None) -> str:
     """GBNF for the completion text that follows the first output's ``Label:``."""
-    from lmpc.runtime.adapters.base import label_of  # base imports this module's users
+    from lmpc.runtime.adapters.base import field_label  # base imports this module's users
 
     builder = _Builder(program)
     parts = ['" "?', "v0"]
     builder.define("v0", builder.line_value(outputs[0].type))
     for i, f in enumerate(outputs[1:], start=1):
-        parts += [literal(f"\n{label_of(f.name)}: "), f"v{i}"]
+        parts += [literal(f"\n{field_label(f)}: "), f"v{i}"]
         builder.define(f"v{i}", builder.line_value(f.type))
     parts.append('"\\n"?')  # the newline a stop sequence ends on
     return builder.render("root ::= " + " ".join(parts))
@@ -66,17 +66,17 @@ def react_step_grammar(outputs: list[FieldIR], tools: dict[str, list[FieldIR]],
     included) to its parameters. A tool's arguments depend on its name, which one grammar
     over independent fields cannot say: a small base model then calls ``convert({})``.
     """
-    from lmpc.runtime.adapters.base import label_of
+    from lmpc.runtime.adapters.base import field_label
 
     thought, name, args = outputs
     builder = _Builder(program)
     builder.define("v0", builder.line_value(thought.type))
     branches = []
-    args_label = literal("\n" + label_of(args.name) + ": ")
+    args_label = literal("\n" + field_label(args) + ": ")
     for i, (tool, params) in enumerate(tools.items()):
         builder.define(f"args{i}", builder.object_body(params))
         branches.append(f"{literal(tool)} {args_label} args{i}")
-    label = literal("\n" + label_of(name.name) + ": ")
+    label = literal("\n" + field_label(name) + ": ")
     return builder.render(f'root ::= " "? v0 {label} ( {" | ".join(branches)} ) "\\n"?')
 
 
