@@ -20,6 +20,29 @@ a new IR; parameters are checked by `lmpc check` (types, ranges, choices) and th
 defaults follow the reference implementation (DSPy 3.x). This file is generated from
 `lmpc/compiler/check/optimizer_specs.py` by `tools/gen_optimizer_docs.py`.
 
+What every pass does beyond the reference, so that it never quietly makes things worse:
+
+- **Class-balanced demos** (`stratify = true`). When the metric's field is an enum (or a
+  literal union, a bool, or a small label set in the data), labeled and bootstrapped
+  demo sets cover every class of the trainset before repeating one: `labeled_fewshot`'s
+  seeded sample, `bootstrap_fewshot`'s walk (the next example tried is of the class
+  with the fewest bootstrapped demos), its labeled top-up, and the demo candidates of
+  `bootstrap_random_search` and `mipro_v2`. Still seeded; the pass report gives the
+  class counts of the trainset and of each predictor's demos. `stratify = false`
+  samples plainly (`labeled_fewshot(sample = false)` still takes the first k rows).
+- **Proposal guard** (`copro`, `mipro_v2`). A proposed instruction that is empty, a
+  number, not prose, a copy of an earlier candidate, an echo of the meta-prompt, or
+  off-topic is dropped and asked again at a fresh rollout index (at most twice per
+  candidate); the report's `guard` counts what was dropped and why. `lmpc check` and
+  `lmpc build` warn (W1606) when the LM writing instructions is the embedded base
+  model: set `prompt_model:` to a stronger LM.
+- **Honest dry run**. `lmpc build --dry-run` projects each step's LM calls from the
+  real rows, for a cold cache or `--no-cache`: `~N` when the teacher succeeds on every
+  bootstrap attempt, `at most M` when it never does. Tested within 10% of the calls
+  made for every pass and the whole build over a grid of settings
+  (`tests/test_dry_run_grid.py`). The build records each pass's projection in its
+  report (`dry_run`) and draws its progress against it.
+
 """
 
 
