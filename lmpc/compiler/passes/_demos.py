@@ -106,6 +106,28 @@ def stratified(examples: list[Example], field: str | None,
     return out
 
 
+def balanced(examples: list[Example], field: str | None, k: int,
+             counts: Counter[Any] | None = None) -> list[Example]:
+    """The ``k`` examples a stratified order starts with, in their given order, then the
+    rest (in case some cannot become demos).
+
+    The choice covers every class before repeating one; the order stays the given
+    (seeded) one, because a round-robin order — billing, account, shipping, technical,
+    billing, ... — is a pattern a small model continues: on the classify example Gemma
+    270M answered the class after the last demo's for most tickets (42.5% test with
+    round-robin demos, against 61% for a plain sample). Without a ``field``: unchanged.
+
+    >>> rows = [Example({}, {"y": y}, index=i) for i, y in enumerate("aaabab")]
+    >>> [(e.index, e.labels["y"]) for e in balanced(rows, "y", 3)]
+    [(0, 'a'), (1, 'a'), (3, 'b'), (5, 'b'), (2, 'a'), (4, 'a')]
+    """
+    if not field:
+        return list(examples)
+    order = stratified(examples, field, counts)
+    chosen = {id(ex) for ex in order[:k]}
+    return [ex for ex in examples if id(ex) in chosen] + order[k:]
+
+
 class ClassQueue:
     """Items served class by class: next comes the class with the fewest taken.
 

@@ -42,6 +42,7 @@ from lmpc.compiler.passes._demos import (
     ClassQueue,
     PassError,
     attributed,
+    balanced,
     check_budget,
     class_field,
     class_of,
@@ -52,7 +53,6 @@ from lmpc.compiler.passes._demos import (
     reraise_if_over_budget,
     rng_for,
     seeded_sample,
-    stratified,
     trace_demos,
 )
 from lmpc.compiler.passes._estimate import Estimate, Workload
@@ -251,11 +251,13 @@ def _assign(
     used = Counter(class_of(trainset[pos], class_by) for pos in walk.used)
     rng = rng_for(ctx.seed, "topup")
     for pred in student.predictors_of(ctx.module):
-        boot = walk.demos.get(pred.id, [])[: params.max_bootstrapped_demos]
+        # in trainset order, not the class-by-class order they were found in (see balanced)
+        boot = [d for pos in sorted(walk.per_example)
+                for d in walk.per_example[pos].get(pred.id, [])][: params.max_bootstrapped_demos]
         room = max(params.max_labeled_demos - len(boot), 0)
         pool = seeded_sample(unused, len(unused), rng)
         if class_by:
-            pool = stratified(pool, class_by, used)
+            pool = balanced(pool, class_by, room, used)
         pred.demos = boot + labeled_demos(student, ctx.module, pred, pool, room)
 
 

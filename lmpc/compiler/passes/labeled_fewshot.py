@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmpc.compiler.passes._demos import (
+    balanced,
     class_counts,
     class_field,
     demo_classes,
@@ -41,7 +42,6 @@ from lmpc.compiler.passes._demos import (
     labeled_demos,
     rng_for,
     seeded_sample,
-    stratified,
 )
 from lmpc.compiler.passes._estimate import Estimate, Workload
 from lmpc.compiler.passes.base import PassContext, PassResult
@@ -88,7 +88,7 @@ def apply_labeled(
     rows = seeded_sample(trainset, len(trainset), rng_for(seed, "labeled")) if sample \
         else list(trainset)
     if sample and field:
-        rows = stratified(rows, field)
+        rows = balanced(rows, field, k)
     for pred in program.predictors_of(module):
         pred.demos = labeled_demos(program, module, pred, rows, k)
 
