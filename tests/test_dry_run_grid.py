@@ -100,6 +100,8 @@ def build(tmp_path: Path, passes: list[PassIR], split: tuple[int, int, int], cac
     for (name, start), end in zip(marks, ends, strict=True):
         made[name] = made.get(name, 0) + end - start
     made["total"] = len(transport.requests)
+    for run in result.passes:  # requests sent, the cache's answers included
+        made[f"requests:{run.name}"] = int(run.usage["lm_requests"])
     return plan, made
 
 
@@ -114,6 +116,9 @@ def check(plan: list[dict[str, Any]], made: dict[str, int], key: str = "calls") 
         if key == "max_calls" and step["step"].startswith("evaluate after"):
             continue  # which candidate wins (and so what is cached) is not the teacher's doing
         assert close(step[key], made.get(step["step"], 0)), (step["step"], step[key], made)
+        if key == "calls" and "requests" in step:  # what the progress bar counts up to
+            sent = made[f"requests:{step['step']}"]
+            assert close(step["requests"], sent), (step["step"], step["requests"], sent)
 
 
 GRID = [

@@ -2,8 +2,8 @@
 
 Passes and the driver send typed events (``lmpc.compiler.passes.base``: ``PassStarted``,
 ``Progress``, ``PassFinished``, ``BuildWarning``); only this reporter writes them. On a
-terminal it draws a live bar per pass with rich — the pass's LM requests against its
-dry-run projection (so the ETA follows the projection), the stage it is in (candidate i
+terminal it draws a live bar per pass with rich — the pass's LM requests against the
+dry run's projection of them (so the ETA follows it), the stage it is in (candidate i
 of n, trial i of n, examples i of n), the running best score, examples evaluated and
 requests sent. Elsewhere (CI logs, pipes) it prints plain lines: one per pass start and
 end, one per finished candidate or trial, and otherwise at most one every
@@ -137,7 +137,9 @@ class ProgressReporter:
             where = ""
             if started is not None and started.index is not None and started.total:
                 where = f" ({started.index + 1}/{started.total})"
-            total = started.projected if started is not None and started.projected else None
+            total = None
+            if started is not None:
+                total = started.requests or started.projected or None
             task = self._live.add_task(f"{name}{where}", total=total, detail="starting",
                                        unit="calls" if started is not None
                                        and started.index is not None else "examples")

@@ -329,7 +329,8 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             requests=lambda meter=meter: int(meter.snapshot()["lm_requests"]),
         )
         run = PassRun(name=pass_ir.name, params=params, seed=seed)
-        emit(PassStarted(pass_ir.name, index, len(optimize.passes), plan[index]["calls"]))
+        emit(PassStarted(pass_ir.name, index, len(optimize.passes), plan[index]["calls"],
+                         plan[index]["requests"]))
         result = _call_pass(fn, current, ctx, params, run)
         result.report.setdefault("dry_run", {"calls": plan[index]["calls"],
                                              "max_calls": plan[index]["max_calls"]})
@@ -433,8 +434,11 @@ def estimate_plan(program: ProgramIR, optimize: OptimizeIR, n_split: dict[str, i
         if cache and est.baseline_rows and (i == 0 or (clears and demo_only)):
             # its full score of the unchanged program repeats the "before" evaluation
             saved = min(est.baseline_rows, n_first) * per
+        # every request the pass sends, the cache's answers included: what its progress
+        # bar counts against
+        requests = _estimate_pass(work.with_cache(False), pass_ir.name, params).calls
         plan.append({"step": pass_ir.name, "params": params, "calls": est.calls - saved,
-                     "max_calls": est.max_calls - saved})
+                     "max_calls": est.max_calls - saved, "requests": requests})
         demo_only = demo_only and pass_ir.name in DEMO_ONLY
         if pass_ir.name == "ensemble":
             ensemble_of = (last, params)

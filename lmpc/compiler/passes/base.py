@@ -56,12 +56,17 @@ class BudgetExceeded(Exception):
 
 @dataclass(frozen=True)
 class PassStarted:
-    """A pass (or an evaluation of the driver) begins; ``projected``: its dry-run calls."""
+    """A pass (or an evaluation of the driver) begins.
+
+    ``projected``: its dry-run LM calls; ``requests``: the requests it will send, the
+    cache's answers included (what ``Progress.requests`` counts up to).
+    """
 
     pass_name: str
     index: int | None = None  # position in the pipeline (0-based), None for evaluations
     total: int | None = None  # passes in the pipeline
     projected: int | None = None
+    requests: int | None = None
 
 
 @dataclass(frozen=True)
