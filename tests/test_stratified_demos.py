@@ -140,6 +140,11 @@ def test_random_search_and_mipro_demo_candidates_cover_every_class() -> None:
                      max_bootstrapped_demos=0, max_labeled_demos=4, storage="memory")
     sets = mipro.report["demo_sets"]["Classify.c"]
     assert sets == [0, 4, 4, 4, 4]  # current (none), then labeled-only candidates
+    for counts in mipro.report["demo_set_classes"]["Classify.c"][1:]:
+        assert counts == {c: 1 for c in CLASSES}
+    for row in result.report["candidates"]:
+        if row["seed"] != -3:
+            assert set(row["classes"]["Classify.c"]) == set(CLASSES), row["label"]
 
 
 def test_class_field_enum_small_label_set_or_none() -> None:

@@ -35,6 +35,7 @@ from lmpc.compiler.passes._demos import (
     check_budget,
     class_field,
     clear_demos,
+    demo_classes,
     demo_counts,
     reraise_if_over_budget,
     rng_for,
@@ -129,6 +130,10 @@ def _build(
         )
     row["label"] = f"seed={seed}" + (f" ({_LABELS[seed]})" if seed in _LABELS else "")
     row["demos"] = demo_counts(cand, ctx.module)
+    by = class_field(program, ctx.module, ctx.metric_field, ctx.trainset) \
+        if params.stratify else None
+    if by:
+        row["classes"] = demo_classes(cand, ctx.module, by)
     return cand, row
 
 

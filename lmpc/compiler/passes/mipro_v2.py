@@ -456,6 +456,11 @@ class _Search:
         report["instructions"] = self.space.instructions
         report["demo_sets"] = {pid: [len(s) for s in sets]
                                for pid, sets in self.space.demo_sets.items()}
+        by = class_field(self.program, self.ctx.module, self.ctx.metric_field,
+                         self.ctx.trainset) if self.params.get("stratify", True) else None
+        if by:
+            report["demo_set_classes"] = {pid: [_classes(s, by) for s in sets]
+                                          for pid, sets in self.space.demo_sets.items()}
         report["proposer"] = self.space.proposer
         fulls = self._fulls()
         report["trials"] = [_trial_row(t, fulls) for t in _study.completed(self.study)]
@@ -492,6 +497,16 @@ def _seeded_candidate(program: ProgramIR, ctx: PassContext, params: BootstrapPar
     size = rng.randint(1, params.max_bootstrapped_demos)
     return bootstrap(program, ctx, trainset, replace(params, max_bootstrapped_demos=size),
                      attribution)[0]
+
+
+def _classes(demos: list[Demo], field: str) -> dict[str, int]:
+    """Demos per class of ``field`` (for the report)."""
+    counts: dict[str, int] = {}
+    for d in demos:
+        if field in d.values:
+            key = str(d.values[field])
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _combo_key(params: dict[str, Any]) -> str:
