@@ -375,7 +375,7 @@ def test_progress_reporter_lines_and_running_best() -> None:
     stream = io.StringIO()
     report = ProgressReporter(stream=stream, interactive=False)
     name = "bootstrap_random_search"
-    report(PassStarted(name, 1, 3, projected=120))
+    report(PassStarted(name, 1, 3, projected=120, requests=160))
     report(Progress(name, "candidate", 1, 4, "seed=-3", score=0.5, finished=True))
     report(Progress(name, "candidate", 2, 4, "seed=0", score=0.25, requests=40,
                     examples=16, finished=True))
@@ -384,6 +384,7 @@ def test_progress_reporter_lines_and_running_best() -> None:
     assert len(lines) == 3 and "(pass 2/3)" in lines[0] and "~120 LM calls" in lines[0]
     assert "candidate 2/4 seed=0" in lines[2] and "score 25.0%" in lines[2]
     assert "best 50.0%" in lines[2] and "16 examples" in lines[2] and "40 calls" in lines[2]
+    assert "eta ~" in lines[2]  # 40 of the 160 projected requests sent
     tty = io.StringIO()
     live = ProgressReporter(stream=tty, interactive=True, width=160)
     live(PassStarted("p", 0, 1, projected=10))

@@ -60,6 +60,7 @@ class ProgressReporter:
         self._last_line = 0.0
         self._live: Any = None  # rich.progress.Progress, made on the first event
         self._tasks: dict[str, Any] = {}
+        self._plans: dict[str, tuple[float, int]] = {}  # pass -> (start, projected requests)
         self.started = time.monotonic()
 
     def __call__(self, event: Any) -> None:
@@ -74,6 +75,8 @@ class ProgressReporter:
     def _handle(self, event: Any) -> None:
         if isinstance(event, PassStarted):
             self._best.pop(event.pass_name, None)
+            if event.requests:
+                self._plans[event.pass_name] = (time.monotonic(), event.requests)
             if self.interactive:
                 self._task(event.pass_name, event)
             else:
@@ -91,7 +94,7 @@ class ProgressReporter:
             if self.interactive:
                 self._update(event, text.replace(f" · {event.requests} calls", ""))
             elif event.finished or time.monotonic() - self._last_line >= HEARTBEAT_S:
-                self._line(f"{event.pass_name} · {text}")
+                self._line(f"{event.pass_name} · {text}{self._eta(event)}")
         elif isinstance(event, PassFinished):
             best = event.best if event.best is not None else self._best.get(event.pass_name)
             parts = [f"{event.pass_name} done"]
@@ -107,6 +110,14 @@ class ProgressReporter:
                     self._live.stop_task(task)
             else:
                 self._line(" · ".join(parts))
+
+    def _eta(self, event: Progress) -> str:
+        """`` · eta ~Ns`` from the requests sent against the projection (plain lines)."""
+        start, total = self._plans.get(event.pass_name, (0.0, 0))
+        if not total or not event.requests or event.requests >= total:
+            return ""
+        spent = time.monotonic() - start
+        return f" · eta ~{spent * (total - event.requests) / event.requests:.0f}s"
 
     def _warn(self, event: BuildWarning) -> None:
         text = f"warning[{event.code}]: {event.message}"
