@@ -228,7 +228,9 @@ def run_lmpc(source: Path, name: str, candidates: int, threads: int,
     cache, artifact = workdir / f"cache_{name}", workdir / f"{name}.json"
     command = [sys.executable, "-c", "from lmpc.cli import main; main()", "build",
                str(variant), "--json", "--quiet", "--cache-dir", str(cache),
-               "--threads", str(threads), "-o", str(artifact)]
+               "--threads", str(threads), "-o", str(artifact),
+               # the variant lives in a temporary folder and reads the example's data
+               "--allow-path", str(source.resolve().parent)]
     log.info("lmpc: building with %s", name)
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,

@@ -103,12 +103,15 @@ def write_variant(args: argparse.Namespace, workdir: Path) -> Path:
     return variant
 
 
-def run_lmpc(variant: Path, threads: int, workdir: Path) -> dict[str, Any]:
-    """Dry run (the projection), then ``lmpc build --json`` with a fresh cache."""
+def run_lmpc(variant: Path, threads: int, workdir: Path, data: Path) -> dict[str, Any]:
+    """Dry run (the projection), then ``lmpc build --json`` with a fresh cache.
+
+    ``data``: the example's folder, which the variant (in a temporary folder) reads.
+    """
     cache, artifact = workdir / "cache", workdir / f"{NAME}.json"
     base = [sys.executable, "-c", "from lmpc.cli import main; main()", "build", str(variant),
             "--json", "--quiet", "--cache-dir", str(cache), "--threads", str(threads),
-            "-o", str(artifact)]
+            "-o", str(artifact), "--allow-path", str(data)]
     env = {**os.environ, **OPENMP_ENV, "LMPC_CACHE_DIR": str(cache)}
     dry = _run(base + ["--dry-run"], env, workdir)
     steps = {step["step"]: step["calls"] for step in dry.get("steps", [])}
@@ -261,7 +264,7 @@ def main() -> None:
         timing: dict[str, Any] = {}
         if not args.skip_lmpc:
             timing["lmpc_start"] = time.strftime("%H:%M:%S")
-            ours = run_lmpc(variant, args.threads, Path(tmp))
+            ours = run_lmpc(variant, args.threads, Path(tmp), args.lmp.resolve().parent)
             timing["lmpc_end"] = time.strftime("%H:%M:%S")
             timing["load_after_lmpc"] = os.getloadavg()
             _check_splits(ours["summary"]["splits"], sizes)
