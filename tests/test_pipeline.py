@@ -223,3 +223,24 @@ def test_budget_tracker_caps_dollars_and_lets_cache_hits_through(tmp_path: Path)
     assert metered.complete(ask[0]).cached  # a cache hit costs nothing: allowed
     assert metered.snapshot()["lm_requests"] == 3 and metered.snapshot()["prompt_tokens"] == 9
     assert len(transport.requests) == 2
+
+
+def test_a_build_that_makes_the_program_worse_says_so(tmp_path: Path) -> None:
+    from lmpc.compiler.passes.base import BuildWarning
+
+    def demos_hurt(request: Any) -> str:  # right zero-shot, wrong with demos
+        wrong = _zero_shot_is_wrong(request).strip()
+        return " " + ("negative" if wrong == "positive" else "positive")
+
+    program = sentiment_program(tmp_path, passes=[PassIR(name="labeled_fewshot",
+                                                         params={"k": 3})])
+    events: list[Any] = []
+    client, _ = _client(demos_hurt)
+    result = run_optimize(program, program.optimizes[0], client=client, progress=events.append)
+    assert result.scores["val"] == {"before": 1.0, "after": 0.0}
+    warned = [e for e in events if isinstance(e, BuildWarning)]
+    assert [w.code for w in warned] == ["W1607"] and "100.0% -> 0.0%" in warned[0].message
+    events.clear()
+    client, _ = _client(_zero_shot_is_wrong)  # demos help: nothing to warn about
+    run_optimize(program, program.optimizes[0], client=client, progress=events.append)
+    assert not [e for e in events if isinstance(e, BuildWarning)]

@@ -42,6 +42,9 @@ What every pass does beyond the reference, so that it never quietly makes things
   made for every pass and the whole build over a grid of settings
   (`tests/test_dry_run_grid.py`). The build records each pass's projection in its
   report (`dry_run`) and draws its progress against it.
+- **No silent regressions**. When the optimized program scores below the unoptimized
+  one on val (train when there is no val split), `lmpc build` says so (W1607) beside
+  its summary; the artifact still holds what the pipeline produced.
 
 """
 

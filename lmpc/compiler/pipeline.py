@@ -235,6 +235,7 @@ def run_optimize(
 
     after_ctx = eval_ctx.derive(attribution={"eval": "after"})
     after = _eval_splits(final, module, splits, metric, after_ctx, threads, emit, "after")
+    _warn_if_worse(before, after, emit)
     usage = _sum_usage([eval_meter.snapshot(), *[r.usage for r in runs]])
     log.info("build used %s", _delta(before_usage, client.usage.snapshot()))
     return BuildResult(
@@ -253,6 +254,30 @@ def _warn_weak_writers(program: ProgramIR, optimize: OptimizeIR, task_lm: LMIR,
         text, hint = message(pass_ir, role, model)
         log.info("%s: %s (%s)", CODE, text, hint)  # the event is what the user sees
         emit(BuildWarning(CODE, text, hint, pass_ir.name))
+
+
+#: The build's own warning: the optimized program scores below the unoptimized one.
+WORSE_CODE = "W1607"
+
+
+def _warn_if_worse(before: dict[str, EvalResult | None], after: dict[str, EvalResult | None],
+                   emit: ProgressFn) -> None:
+    """Say so when the passes made the first scored split (val, else train) worse.
+
+    The artifact still holds what the pipeline produced — the user asked for it — but a
+    drop is never silent (issue 13: a plain sample of demos took a 4-class task from 91%
+    to 58%).
+    """
+    split = next((s for s in ("val", "train") if before.get(s) is not None), None)
+    if split is None or after.get(split) is None:
+        return
+    old, new = before[split].score, after[split].score  # type: ignore[union-attr]
+    if new < old:
+        emit(BuildWarning(WORSE_CODE, f"the optimized program scores below the unoptimized "
+                          f"one on {split} ({100 * old:.1f}% -> {100 * new:.1f}%)",
+                          "compare the two with `lmpc diff`; a search pass "
+                          "(random_search, mipro_v2) keeps the unchanged program when "
+                          "nothing beats it"))
 
 
 def _parts(program: ProgramIR, optimize: OptimizeIR) -> tuple[str, Any, Any]:
