@@ -150,6 +150,9 @@ def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: A
         "cost_usd": round(spent["cost_usd"], 6),
         "seconds": round(time.monotonic() - started, 2),
         "failures": int(spent["failures"]),
+        "retries": int(spent["retries"] + spent["parse_retries"]),
+        "rejected": int(spent["rejected"]),
+        "parse_retries": int(spent["parse_retries"]),
         "splits": result.splits,
         "budget_stop": result.budget_stop,
         "passes": [{"name": r.name, "lm_requests": r.usage.get("lm_requests", 0),
@@ -259,7 +262,8 @@ def _value(value: Any) -> str:
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         keys = ("program", "optimize", "artifact", "scores", "lm_calls", "cache_hits", "tokens",
-                "cost_usd", "seconds", "failures", "splits", "budget_stop", "passes")
+                "cost_usd", "seconds", "failures", "retries", "rejected", "parse_retries",
+                "splits", "budget_stop", "passes")
         click.echo(json.dumps({k: summary[k] for k in keys}))
         return
     scores, sizes = summary["scores"], summary["splits"]
@@ -275,6 +279,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
         best = f", best candidate {pct(run['best'])}" if run["best"] is not None else ""
         stopped = f", stopped: {run['stopped']}" if run["stopped"] else ""
         click.echo(f"  pass {run['name']}: {run['lm_requests']} LM requests{best}{stopped}")
-    click.echo(f"  LM calls {summary['lm_calls']} new, {summary['cache_hits']} cached · "
-               f"tokens {summary['tokens']} · ${summary['cost_usd']:.4f} · "
-               f"{summary['seconds']:.1f}s")
+    click.echo(f"  LM calls {summary['lm_calls']} new, {summary['cache_hits']} cached, "
+               f"{summary['failures']} failed · retries {summary['retries']} "
+               f"({summary['rejected']} replies rejected, {summary['parse_retries']} "
+               f"unparsable asked again) · tokens {summary['tokens']} · "
+               f"${summary['cost_usd']:.4f} · {summary['seconds']:.1f}s")

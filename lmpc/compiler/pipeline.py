@@ -221,6 +221,7 @@ def run_optimize(
     if not splits["train"] and optimize.passes:
         raise PipelineError(f"dataset {dataset.name!r}: the train split is empty")
     before_usage = client.usage.snapshot()
+    first_record = len(client.usage)
 
     eval_meter = MeteredClient(client)
     eval_ctx = make_run_ctx(program, eval_meter, task_lm, trust=trust).derive(
@@ -237,7 +238,9 @@ def run_optimize(
     after = _eval_splits(final, module, splits, metric, after_ctx, threads, emit, "after")
     _warn_if_worse(before, after, emit)
     usage = _sum_usage([eval_meter.snapshot(), *[r.usage for r in runs]])
-    log.info("build used %s", _delta(before_usage, client.usage.snapshot()))
+    spent = _delta(before_usage, client.usage.snapshot())
+    log.info("build used %s", spent)
+    check_health(module, spent, client.usage.last_error(first_record), after)
     return BuildResult(
         program=final, module=module, metric=metric_ir.name, task_lm=task_lm, seed=seed,
         splits=sizes, datasets=_dataset_records(program, dataset, splits),
@@ -278,6 +281,27 @@ def _warn_if_worse(before: dict[str, EvalResult | None], after: dict[str, EvalRe
                           "compare the two with `lmpc diff`; a search pass "
                           "(random_search, mipro_v2) keeps the unchanged program when "
                           "nothing beats it"))
+
+
+MAX_FAILED_FRACTION = 0.5  # of a build's LM requests; more failed: the build fails
+
+
+def check_health(module: str, spent: dict[str, Any], last_error: str,
+                 after: dict[str, EvalResult | None]) -> None:
+    """``PipelineError`` for a build that did not really run, so that no artifact of it
+    is written: more than half of its LM requests failed for good, or the optimized
+    program failed on every example it was scored on."""
+    requests = spent.get("calls", 0) + spent.get("cache_hits", 0) + spent.get("failures", 0)
+    failures = spent.get("failures", 0)
+    why = f" (last error: {last_error})" if last_error else ""
+    if requests and failures / requests > MAX_FAILED_FRACTION:
+        raise PipelineError(f"build of {module} failed: {failures} of {requests} LM calls "
+                            f"failed{why}; no artifact written")
+    scored = [r for r in after.values() if r is not None and r.n]
+    if scored and all(r.failures == r.n for r in scored):
+        first = next((e for r in scored for e in r.errors), "")
+        raise PipelineError(f"build of {module} failed: the optimized program failed on "
+                            f"every example it was scored on ({first}); no artifact written")
 
 
 def _parts(program: ProgramIR, optimize: OptimizeIR) -> tuple[str, Any, Any]:

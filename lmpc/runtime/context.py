@@ -59,6 +59,7 @@ class RunContext:
     - ``hide_example``: input values of the example being run; demos with equal input
       values are not shown (a teacher never sees the answer it is asked for).
     - ``reward_fns``: reward functions by metric name, for best_of_n and refine.
+    - ``parse_retries``: how many times a reply that does not parse is asked again.
     """
 
     client: LMClient
@@ -72,6 +73,7 @@ class RunContext:
     hide_example: dict[str, Any] | None = None
     reward_fns: dict[str, RewardFn] = field(default_factory=dict)
     stats: RunStats = field(default_factory=RunStats)
+    parse_retries: int = 1
 
     def derive(self, **changes: Any) -> RunContext:
         """A copy with ``changes`` applied; client and stats are shared."""

@@ -42,6 +42,8 @@ __all__ = [
     "ContextWindowError",
     "LMClient",
     "LMError",
+    "LMUnavailable",
+    "RejectedReply",
     "LMRequest",
     "LMResponse",
     "LitellmTransport",
@@ -50,6 +52,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("lmpc")
+
+GIVE_UP_AFTER = 25  # failed calls in a row to one model before later ones fail at once
 
 
 class Transport(Protocol):
@@ -70,6 +74,13 @@ class LMClient:
     ``min(backoff_max, backoff_base * 2**attempt)`` scaled by a jitter in [0.5, 1].
     ``concurrency`` maps a model to its limit of in-flight calls (others get
     ``default_concurrency``); an int sets the default. ``sleep`` is injectable for tests.
+
+    A reply that breaks the grammar its request carried (``settings["grammar"]``), or
+    that was cut short, is rejected like a transient error: retried, never cached
+    (``RejectedReply``). After ``give_up_after`` calls to one model in a row have failed
+    for good with no success between, later calls to it fail at once (``LMUnavailable``)
+    instead of each waiting out its retries: a build against a dead endpoint ends in
+    seconds, not hours, and says why.
     """
 
     def __init__(
@@ -83,6 +94,7 @@ class LMClient:
         default_concurrency: int = 4,
         sleep: Callable[[float], None] = time.sleep,
         jitter_seed: int | None = None,
+        give_up_after: int | None = GIVE_UP_AFTER,
     ) -> None:
         if isinstance(concurrency, int):
             default_concurrency, concurrency = concurrency, None
@@ -100,6 +112,7 @@ class LMClient:
         self._semaphores_lock = threading.Lock()
         self._sleep = sleep
         self._rng = random.Random(jitter_seed)  # jitter only; never affects results
+        self._outage = Outage(give_up_after)
 
     def complete(self, request: LMRequest, attribution: Mapping[str, Any] | None = None
                  ) -> LMResponse:
@@ -116,18 +129,24 @@ class LMClient:
         if hit is not None:
             return self._hit(hit, request.model, call_id, attribution, start)
         try:
-            sent, attempts = self._send_with_retries(request, call_id)
+            self._outage.check(request.model)
+            sent, attempts, rejected = self._send_with_retries(request, call_id)
         except LMError as exc:
+            self._outage.failed(request.model, exc)
             self.usage.record(CallRecord(call_id, request.model, attribution,
                                          latency_s=time.perf_counter() - start, failed=True,
-                                         attempts=getattr(exc, "attempts", 1)))
+                                         attempts=getattr(exc, "attempts", 1),
+                                         rejected=getattr(exc, "rejected", 0),
+                                         error=str(exc)[:500]))
             raise
+        self._outage.succeeded(request.model)
         # a copy: a transport may hand out the same response object twice
         response = replace(sent, latency_s=time.perf_counter() - start, call_id=call_id,
                            cached=False)
         self.usage.record(CallRecord(
             call_id, request.model, attribution, response.prompt_tokens,
             response.completion_tokens, response.cost_usd, response.latency_s, attempts=attempts,
+            rejected=rejected,
         ))
         if self.cache is not None:
             self.cache.put(key, request.model, response)
@@ -154,16 +173,24 @@ class LMClient:
                     model, threading.BoundedSemaphore(self.limit(model)))
         return semaphore
 
-    def _send_with_retries(self, request: LMRequest, call_id: str) -> tuple[LMResponse, int]:
+    def _send_with_retries(self, request: LMRequest, call_id: str
+                           ) -> tuple[LMResponse, int, int]:
+        """(response, attempts, replies rejected on the way)."""
         semaphore = self._semaphore(request.model)
         max_retries = self._max_retries(request)
+        rejected = 0
         for attempt in range(max_retries + 1):
             try:
                 with semaphore:  # held only while sending, not while backing off
-                    return self.transport.send(request), attempt + 1
+                    response = self.transport.send(request)
+                check_reply(request, response)
+                return response, attempt + 1, rejected
             except TransientLMError as exc:
+                rejected += isinstance(exc, RejectedReply)
                 if attempt == max_retries:
-                    raise _give_up(request, call_id, attempt + 1, exc) from exc
+                    error = _give_up(request, call_id, attempt + 1, exc)
+                    error.rejected = rejected  # type: ignore[attr-defined]
+                    raise error from exc
                 delay = self._backoff(attempt, exc)
                 log.info("LM call %s to %s failed (%s); retry %d/%d in %.2fs", call_id,
                          request.model, exc, attempt + 1, max_retries, delay)
@@ -195,6 +222,66 @@ class LMClient:
         if isinstance(retry_after, int | float) and retry_after > delay:
             delay = min(float(retry_after), self.backoff_max)
         return delay
+
+
+class RejectedReply(TransientLMError):
+    """A reply outside the grammar its request was sent with, or cut short."""
+
+
+class LMUnavailable(LMError):
+    """Not sent: the last calls to this model all failed (see ``LMClient``)."""
+
+
+class Outage:
+    """Consecutive failures per model; past a limit, calls fail at once."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._failures: dict[str, tuple[int, str]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, model: str) -> None:
+        if self.limit is None:
+            return
+        with self._lock:
+            count, last = self._failures.get(model, (0, ""))
+        if count >= self.limit:
+            raise LMUnavailable(f"not sent: the last {count} calls to {model} failed "
+                                f"(last error: {last})")
+
+    def failed(self, model: str, exc: LMError) -> None:
+        if isinstance(exc, LMUnavailable):
+            return
+        with self._lock:
+            count, _ = self._failures.get(model, (0, ""))
+            self._failures[model] = (count + 1, str(exc))
+
+    def succeeded(self, model: str) -> None:
+        with self._lock:
+            self._failures.pop(model, None)
+
+
+def check_reply(request: LMRequest, response: LMResponse) -> None:
+    """``RejectedReply`` unless the reply keeps to the grammar the request was sent with.
+
+    A reply cut off by ``max_tokens`` (``finish_reason == "length"``) may stop inside the
+    grammar; any other reply must be complete. The embedded models apply the grammar in
+    this process while sampling, so only replies that crossed a network are checked.
+    """
+    grammar = request.settings.get("grammar")
+    if not isinstance(grammar, str) or not grammar or request.model.startswith("local/"):
+        return
+    from lmpc.runtime.gbnf import GrammarSyntaxError
+    from lmpc.runtime.gbnf import check_reply as verdict_of
+
+    try:
+        verdict = verdict_of(grammar, response.text)
+    except GrammarSyntaxError:
+        return  # not a grammar lmpc can read: the server's own check is all there is
+    if verdict == "complete" or (verdict == "prefix" and response.finish_reason == "length"):
+        return
+    what = "was cut short" if verdict == "prefix" else "breaks the grammar it was sent with"
+    raise RejectedReply(f"{request.model}: the reply {what}: {response.text[:80]!r}")
 
 
 def _give_up(request: LMRequest, call_id: str, attempts: int, exc: Exception) -> LMError:
@@ -396,6 +483,8 @@ def _map_error(litellm: Any, model: str, exc: Exception, secrets: list[str]) -> 
     status = getattr(exc, "status_code", None)
     transient = isinstance(exc, transient_types) or (
         isinstance(status, int) and (status in _TRANSIENT_STATUS or status >= 500))
+    if isinstance(exc, litellm.APIError) and status == 200:
+        transient = True  # a success status with a body that is not whole: cut in transit
     if isinstance(exc, litellm.BadRequestError | litellm.AuthenticationError |
                   litellm.NotFoundError | litellm.PermissionDeniedError):
         transient = False

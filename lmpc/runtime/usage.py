@@ -25,6 +25,8 @@ class CallRecord:
     cached: bool = False
     failed: bool = False
     attempts: int = 1
+    rejected: int = 0  # replies refused on the way (outside their grammar, cut short)
+    error: str = ""  # why a failed call failed (no secret: the transport masks them)
 
 
 @dataclass
@@ -37,6 +39,8 @@ class _Totals:
     failures: int = 0
     seconds: float = 0.0
     retries: int = 0
+    rejected: int = 0
+    parse_retries: int = 0
 
     def add(self, record: CallRecord) -> None:
         if record.cached:
@@ -50,6 +54,8 @@ class _Totals:
         self.cost_usd += record.cost_usd
         self.seconds += record.latency_s
         self.retries += max(0, record.attempts - 1)
+        self.rejected += record.rejected
+        self.parse_retries += bool(record.attribution.get("parse_retry"))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +67,8 @@ class _Totals:
             "failures": self.failures,
             "seconds": self.seconds,
             "retries": self.retries,
+            "rejected": self.rejected,
+            "parse_retries": self.parse_retries,
         }
 
 
@@ -69,7 +77,9 @@ class UsageLog:
 
     ``calls`` counts new (uncached, successful) calls, ``cache_hits`` hits and
     ``failures`` calls that raised ``LMError`` after their retries; ``retries`` counts the
-    extra attempts. ``seconds`` is the summed wall time of the calls.
+    extra attempts, ``rejected`` the replies refused (outside their grammar, cut short)
+    and ``parse_retries`` the calls made again because a reply did not parse.
+    ``seconds`` is the summed wall time of the calls.
 
     >>> log = UsageLog()
     >>> log.record(CallRecord("a1", "m", {"pass": "p"}, prompt_tokens=3, completion_tokens=2))
@@ -107,6 +117,12 @@ class UsageLog:
         """A copy of every call record, in completion order."""
         with self._lock:
             return list(self._records)
+
+    def last_error(self, since: int = 0) -> str:
+        """The error of the last failed call among the records from ``since`` on."""
+        with self._lock:
+            failed = [r.error for r in self._records[since:] if r.failed and r.error]
+        return failed[-1] if failed else ""
 
     def __len__(self) -> int:
         with self._lock:

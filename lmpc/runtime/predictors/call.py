@@ -21,6 +21,9 @@ from lmpc.runtime.lm_types import LMRequest
 from lmpc.runtime.vectorize import select_demos
 
 STR = TypeRef(kind="str")
+# A parse retry's rollout: far from the small indices best_of_n and bootstrap rounds use,
+# so a retry never shares a cache key (or a sampling seed) with another sample.
+PARSE_RETRY_ROLLOUT = 1 << 20
 HINT_FIELDS = {
     "previous_attempt": FieldIR(
         name="previous_attempt", type=STR, desc="an earlier answer of yours, to improve on"
@@ -43,6 +46,7 @@ class StepCall:
         self.grammar = takes_grammar(self.lm)
         self.attribution = {**ctx.attribution, "module": module, "predictor": predictor.id}
         self.call_ids: list[str] = []
+        self._retry = 0  # the parse retry under way (0: the first attempt)
 
     def demos(self, inputs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The predictor's demos, minus any that show the example being run.
@@ -74,7 +78,29 @@ class StepCall:
         """One LM round trip for ``signature``: typed outputs, or ``ParseFailure``.
 
         ``grammar`` replaces the adapter's own (a predictor that knows more than the
-        field types, as ReAct knows each tool's parameters)."""
+        field types, as ReAct knows each tool's parameters). A reply that cannot be
+        parsed is asked again ``ctx.parse_retries`` times, each with a fresh rollout, so
+        neither the cache nor a resample of another step returns the same reply; the
+        unparsable one stays cached under its own key, so a rebuild takes the same path
+        at no cost. Retries are counted (``parse_retries``)."""
+        base = self.ctx.rollout if rollout is None else rollout
+        for attempt in range(self.ctx.parse_retries + 1):
+            self._retry = attempt
+            try:
+                return self._ask_once(signature, inputs, demos, temperature,
+                                      base + attempt * PARSE_RETRY_ROLLOUT, hints, grammar)
+            except ParseFailure:
+                if attempt == self.ctx.parse_retries:
+                    raise
+                self.ctx.stats.incr("parse_retries")
+            finally:
+                self._retry = 0
+        raise AssertionError("unreachable")
+
+    def _ask_once(self, signature: SignatureIR, inputs: dict[str, Any],
+                  demos: list[dict[str, Any]] | None, temperature: float | None,
+                  rollout: int | None, hints: dict[str, str] | None,
+                  grammar: str | None) -> dict[str, Any]:
         demos = self.demos(inputs) if demos is None else demos
         if hints:
             signature, inputs = with_hints(signature, inputs, hints)
@@ -136,7 +162,9 @@ class StepCall:
             settings=self.settings(rendered, temperature),
             rollout=self.ctx.rollout if rollout is None else rollout,
         )
-        response = self.ctx.client.complete(request, self.attribution)
+        attribution = ({**self.attribution, "parse_retry": self._retry} if self._retry
+                       else self.attribution)
+        response = self.ctx.client.complete(request, attribution)
         self.call_ids.append(response.call_id)
         return response.text
 
