@@ -5,6 +5,13 @@ sampling setting, the rollout index). Keys, base URLs, timeouts and any ``{"env"
 setting are left out of the key, so the cache never holds a secret and moving to another
 endpoint of the same model still hits. A broken cache degrades to no caching with a
 warning; it never fails a build.
+
+In-flight leases: before paying for a request it does not have, a client ``claim``s the
+key. Another process (or thread) that misses on the same key while the lease is held
+waits for the holder's reply instead of paying for it too, up to the lease's time; a
+lease whose holder died (its process is gone, or its time ran out) is taken over. So two
+builds sharing one cache pay for each distinct request once. The interface (``Cache``:
+get/put, ``LeasingCache``: claim/release) is what another backend must offer.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -20,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from lmpc.credentials import is_secret_ref
 from lmpc.runtime.lm_types import LMRequest, LMResponse
@@ -41,6 +49,16 @@ EXCLUDED_SETTINGS = frozenset(
         "headers",
     }
 )
+
+_LEASES = """
+CREATE TABLE IF NOT EXISTS leases (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires REAL NOT NULL
+)
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -106,6 +124,37 @@ class Cache(Protocol):
     def get(self, key: str) -> CachedReply | None: ...
 
     def put(self, key: str, model: str, response: LMResponse) -> None: ...
+
+
+@runtime_checkable
+class LeasingCache(Cache, Protocol):
+    """A cache shared by several clients that marks the requests in flight.
+
+    ``claim`` takes the lease of ``key`` for ``owner`` (a token unique to one call) for
+    ``ttl_s`` seconds and says whether ``owner`` holds it now: True when it was free,
+    expired, or held by a process that no longer exists. ``release`` gives it back.
+    """
+
+    def claim(self, key: str, owner: str, ttl_s: float) -> bool: ...
+
+    def release(self, key: str, owner: str) -> None: ...
+
+
+_HOST = socket.gethostname()
+
+
+def _alive(host: str, pid: int) -> bool:
+    """Is the lease holder's process still there? (Another machine's: assume so, and let
+    the lease time decide.)"""
+    if host != _HOST:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process with that id: alive
+    return True
 
 
 def default_cache_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -182,6 +231,37 @@ class SQLiteCache:
         self._remember(key, CachedReply(response.text, response.prompt_tokens,
                                         response.completion_tokens, response.finish_reason))
 
+    def claim(self, key: str, owner: str, ttl_s: float) -> bool:
+        if self._disabled:
+            return True
+        now = time.time()
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")  # one writer decides who holds the lease
+            try:
+                row = conn.execute("SELECT owner, host, pid, expires FROM leases WHERE key = ?",
+                                   (key,)).fetchone()
+                if row is not None and row[0] != owner and row[3] > now and \
+                        _alive(row[1], row[2]):
+                    return False
+                conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?)",
+                             (key, owner, _HOST, os.getpid(), now + ttl_s))
+                return True
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._disable("cannot lease", exc)
+            return True
+
+    def release(self, key: str, owner: str) -> None:
+        if self._disabled:
+            return
+        try:
+            self._connection().execute("DELETE FROM leases WHERE key = ? AND owner = ?",
+                                       (key, owner))
+        except sqlite3.Error as exc:
+            self._disable("cannot release", exc)
+
     def _remember(self, key: str, reply: CachedReply) -> None:
         if self._memory_items <= 0:
             return
@@ -216,6 +296,7 @@ class SQLiteCache:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(_SCHEMA)
+        conn.execute(_LEASES)
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 

@@ -21,13 +21,20 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any, Protocol
 
 from lmpc.credentials import is_secret_ref, literal_secrets, mask
-from lmpc.runtime.cache import EXCLUDED_SETTINGS, Cache, CachedReply, request_key
+from lmpc.runtime.cache import (
+    EXCLUDED_SETTINGS,
+    Cache,
+    CachedReply,
+    LeasingCache,
+    request_key,
+)
 from lmpc.runtime.lm_types import (
     ContextWindowError,
     LMError,
@@ -81,6 +88,10 @@ class LMClient:
     for good with no success between, later calls to it fail at once (``LMUnavailable``)
     instead of each waiting out its retries: a build against a dead endpoint ends in
     seconds, not hours, and says why.
+
+    With a ``LeasingCache`` a request missing from the cache is claimed before it is
+    sent: a second client (another process, another thread) asking for it meanwhile
+    waits for the first one's reply (at most ``lease_ttl_s``) instead of paying again.
     """
 
     def __init__(
@@ -95,6 +106,7 @@ class LMClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter_seed: int | None = None,
         give_up_after: int | None = GIVE_UP_AFTER,
+        lease_ttl_s: float = 300.0,
     ) -> None:
         if isinstance(concurrency, int):
             default_concurrency, concurrency = concurrency, None
@@ -113,6 +125,8 @@ class LMClient:
         self._sleep = sleep
         self._rng = random.Random(jitter_seed)  # jitter only; never affects results
         self._outage = Outage(give_up_after)
+        self.lease_ttl_s = lease_ttl_s  # how long a claimed request is worth waiting for
+        self.lease_wait_s = lease_ttl_s
 
     def complete(self, request: LMRequest, attribution: Mapping[str, Any] | None = None
                  ) -> LMResponse:
@@ -126,8 +140,20 @@ class LMClient:
         attribution = dict(attribution or {})
         start = time.perf_counter()
         hit = self.cache.get(key) if self.cache is not None else None
+        lease = None
+        if hit is None:
+            hit, lease = self._wait_or_claim(key)
         if hit is not None:
             return self._hit(hit, request.model, call_id, attribution, start)
+        try:
+            return self._pay(request, key, call_id, attribution, start)
+        finally:
+            if lease is not None:
+                self.cache.release(key, lease)  # type: ignore[union-attr]
+
+    def _pay(self, request: LMRequest, key: str, call_id: str, attribution: dict[str, Any],
+             start: float) -> LMResponse:
+        """Send a request the cache does not have, record it, cache the reply."""
         try:
             self._outage.check(request.model)
             sent, attempts, rejected = self._send_with_retries(request, call_id)
@@ -151,6 +177,36 @@ class LMClient:
         if self.cache is not None:
             self.cache.put(key, request.model, response)
         return response
+
+    def _wait_or_claim(self, key: str) -> tuple[CachedReply | None, str | None]:
+        """(the reply another caller paid for, None), or (None, our lease's owner token).
+
+        While another process or thread holds the lease of ``key``, poll the cache for
+        its reply; take the lease over when it is released without one or its holder
+        died; after ``lease_wait_s`` pay without waiting any longer (None, None).
+        """
+        cache = self.cache
+        if not isinstance(cache, LeasingCache):
+            return None, None
+        owner = uuid.uuid4().hex
+        deadline = time.monotonic() + self.lease_wait_s
+        delay = 0.01
+        while True:
+            if cache.claim(key, owner, self.lease_ttl_s):
+                hit = cache.get(key)  # finished between our miss and our claim?
+                if hit is None:
+                    return None, owner
+                cache.release(key, owner)
+                return hit, None
+            hit = cache.get(key)
+            if hit is not None:
+                return hit, None
+            if time.monotonic() > deadline:
+                log.info("LM cache lease of %s still held after %.0fs; sending anyway",
+                         key[:16], self.lease_wait_s)
+                return None, None
+            time.sleep(delay)  # real time: the injectable sleep is for backoff only
+            delay = min(delay * 1.5, 0.25)
 
     def _hit(self, hit: CachedReply, model: str, call_id: str, attribution: dict[str, Any],
              start: float) -> LMResponse:
