@@ -30,6 +30,8 @@ SYNTAX_CODES = {
     "E0003": "invalid character",
     "E0004": "invalid DSPy string signature",
     "E0005": "nested too deeply to format",
+    "E0006": "nested too deeply",
+    "E0007": "number too large",
     "E0000": "internal parser error (a bug in lmpc)",
 }
 
@@ -84,21 +86,54 @@ def _caret(line_text: str, span: Span) -> str:
     return prefix + "^" + "~" * (width - 1)
 
 
+WIDTH = 160  # characters of a source line shown around the caret
+
+
 def render(diag: Diagnostic, source_text: str | None) -> str:
-    """A diagnostic as text: header line, the source line with a caret, the hint."""
+    """A diagnostic as text: header line, the source line with a caret, the hint.
+
+    A long line is cut to ``WIDTH`` characters around the caret (``…`` marks a cut)."""
     out = [str(diag)]
-    # split on "\n" only: line numbers count "\n" (splitlines would also split on \f ...)
-    lines = source_text.split("\n") if source_text is not None else []
-    if 1 <= diag.span.line <= len(lines):
-        line_text = lines[diag.span.line - 1].rstrip("\r")
+    line_text = _line(source_text, diag.span.line) if source_text is not None else None
+    if line_text is not None:
+        line_text, span = _window(line_text.rstrip("\r"), diag.span)
         gutter = " " * len(str(diag.span.line))
         out.append(f"{gutter} |")
         out.append(f"{diag.span.line} | {line_text}")
-        out.append(f"{gutter} | {_caret(line_text, diag.span)}")
+        out.append(f"{gutter} | {_caret(line_text, span)}")
     if diag.hint:
         hint = diag.hint
         out.append(hint if hint.startswith("help:") else f"help: {hint}")
     return "\n".join(out)
+
+
+def _line(text: str, number: int) -> str | None:
+    """Line ``number`` (1-based, counting "\\n" only), found without splitting the text."""
+    if number < 1:
+        return None
+    start = 0
+    for _ in range(number - 1):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return None
+    end = text.find("\n", start)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def _window(line: str, span: Span) -> tuple[str, Span]:
+    """The part of a long line around the span, and the span moved to match."""
+    if len(line) <= WIDTH:
+        return line, span
+    begin = max(0, min(span.col - 1 - WIDTH // 3, len(line) - WIDTH))
+    shown = line[begin:begin + WIDTH]
+    lead = "…" if begin else ""
+    tail = "…" if begin + WIDTH < len(line) else ""
+    col = span.col - begin + len(lead)
+    end_col = None
+    if span.end_col is not None and span.end_line in (None, span.line):
+        end_col = min(span.end_col - begin + len(lead), len(shown) + len(lead) + 1)
+    moved = span.model_copy(update={"col": col, "end_col": end_col, "end_line": span.line})
+    return lead + shown + tail, moved
 
 
 def render_all(diags: Iterable[Diagnostic], sources: dict[str, str]) -> str:

@@ -119,7 +119,7 @@ def test_schema_errors_are_clear(tmp_path: Path, mutate, message: str) -> None: 
 def test_not_json_and_missing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{\n  oops")
-    with pytest.raises(ArtifactError, match=r"bad.json:2: not valid JSON"):
+    with pytest.raises(ArtifactError, match=r"bad.json:2:3: not valid JSON"):
         read_artifact(bad)
     with pytest.raises(ArtifactError, match="no such artifact"):
         read_artifact(tmp_path / "missing.json")

@@ -188,7 +188,8 @@ def test_every_documented_code_is_exercised() -> None:
     documented = {line.split()[0] for line in (check.__doc__ or "").splitlines()
                   if line[:1] in ("E", "W") and line[1:5].isdigit()}
     tested = {c[2] for c in CASES} | {"E1002", "E1003", "E1099", "W1901", "E1999",
-                                      "W1606"}  # tests/test_weak_prompt_model.py
+                                      "W1606",  # tests/test_weak_prompt_model.py
+                                      "E1004"}  # tests/test_frontend_limits.py
     assert documented <= tested, documented - tested
 
 
@@ -274,7 +275,10 @@ def test_diamond_import_is_not_a_duplicate(tmp_path: Path) -> None:
 def test_unreadable_import(tmp_path: Path) -> None:
     (tmp_path / "bad.lmp").write_bytes(b"enum P { \xff }\n")
     _, diags, _ = check_text('\nimport "bad.lmp"\n', str(tmp_path / "main.lmp"))
-    assert [(d.code, d.span.line, d.span.col) for d in diags] == [("E1003", 2, 1)]
+    # located at the bad byte, in the imported file
+    assert [(d.code, Path(d.span.file).name, d.span.line, d.span.col) for d in diags] == [
+        ("E1003", "bad.lmp", 1, 10)]
+    assert "not UTF-8 at line 1, column 10" in diags[0].message
 
 
 def test_import_resolves_relative_to_importer(tmp_path: Path) -> None:

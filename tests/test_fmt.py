@@ -124,10 +124,10 @@ def test_syntax_error_raises_format_error() -> None:
 
 def test_absurd_nesting_is_an_error_not_a_crash() -> None:
     src = "module M() -> () { assert " + " or ".join(["a"] * 3000) + " }"
-    assert parse(src, "deep.lmp")[1] == []
+    assert [d.code for d in parse(src, "deep.lmp")[1]] == ["E0006"]  # stopped at parse
     with pytest.raises(FormatError) as info:
         format_source(src, "deep.lmp")
-    assert info.value.diagnostics[0].code == "E0005"
+    assert info.value.diagnostics[0].code == "E0006"
 
 
 def test_cli_rewrites_then_check_passes(tmp_path: Path) -> None:
@@ -154,7 +154,8 @@ def test_cli_reports_syntax_errors_with_caret(tmp_path: Path) -> None:
 def test_cli_missing_file_and_usage(tmp_path: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(command, [str(tmp_path / "nope.lmp")])
-    assert missing.exit_code == 1 and "cannot read file" in missing.output
+    assert missing.exit_code == 1
+    assert f"{tmp_path / 'nope.lmp'}:1:1: error[E1003]: cannot read" in missing.output
     assert runner.invoke(command, []).exit_code == 2
 
 

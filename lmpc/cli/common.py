@@ -35,8 +35,7 @@ class CLIError(Exception):
 
 def load_source(path: Path) -> ProgramIR:
     """Parse and check a ``.lmp`` file; diagnostics become a ``CLIError``."""
-    if not path.is_file():
-        raise CLIError(f"{path}: no such file")
+    _require_file(path)
     from lmpc.compiler.check.program import load_program
     from lmpc.diagnostics import render_all
 
@@ -52,8 +51,7 @@ def load_target(target: str, program_name: str | None) -> tuple[ProgramIR, str, 
     from lmpc.compiler.artifact import looks_like_artifact, read_artifact
 
     path = Path(target)
-    if not path.is_file():
-        raise CLIError(f"{target}: no such file")
+    _require_file(path)
     artifact = None
     if looks_like_artifact(path):
         artifact = read_artifact(path)
@@ -65,6 +63,13 @@ def load_target(target: str, program_name: str | None) -> tuple[ProgramIR, str, 
         known = ", ".join(sorted(program.modules)) or "none"
         raise CLIError(f"{target}: no module named {module!r} (modules: {known})")
     return program, module, artifact
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    if not path.is_file():  # a FIFO would block, /dev/zero would fill memory
+        raise CLIError(f"{path}: is not a regular file")
 
 
 def default_module(program: ProgramIR, path: Path) -> str:

@@ -12,14 +12,16 @@ from pathlib import Path
 import click
 
 from lmpc.diagnostics import render_all
+from lmpc.files import SOURCE_LIMIT, FileProblem, read_text
 from lmpc.grammar.formatter import FormatError, format_source
 
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        click.echo(f"{path}: error: cannot read file: {err}", err=True)
+        return read_text(path, SOURCE_LIMIT)
+    except FileProblem as err:  # the same code and place as `lmpc check` gives
+        where = f"{path}:{err.line or 1}:{err.col or 1}"
+        click.echo(f"{where}: error[E1003]: cannot read '{path}': {err}", err=True)
         return None
 
 

@@ -25,7 +25,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lmpc.credentials import credential_problems
+from lmpc.files import ARTIFACT_LIMIT, FileProblem, is_regular, read_text
 from lmpc.ir import ProgramIR, SourceIR, TypeRef
+from lmpc.runtime.validate import program_problems
 from lmpc.version import __version__
 
 SCHEMA_VERSION = 1
@@ -337,16 +339,25 @@ def _normalize(value: Any, directory: Path, key: str = "") -> Any:
 def read_artifact(path: str | Path) -> Artifact:
     """Parse and validate an artifact file (no user code is imported)."""
     path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such artifact")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{path}: no such artifact") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: cannot read: {exc}") from exc
+        text = read_text(path, ARTIFACT_LIMIT)
+    except FileProblem as exc:
+        where = f"{path}:{exc.line}:{exc.col}" if exc.line else str(path)
+        raise ArtifactError(f"{where}: cannot read: {exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+        raise ArtifactError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}"
+                            ) from None
+    except RecursionError:
+        raise ArtifactError(f"{path}: invalid artifact: nested more than "
+                            f"{MAX_JSON_DEPTH} levels deep") from None
+    deep = _too_deep(data, MAX_JSON_DEPTH)
+    if deep is not None:
+        raise ArtifactError(f"{path}: invalid artifact: nested more than {MAX_JSON_DEPTH} "
+                            f"levels deep (at {deep})")
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ArtifactError(f"{path}: not an lmpc artifact (no schema_version)")
     version = data["schema_version"]
@@ -366,6 +377,11 @@ def read_artifact(path: str | Path) -> Artifact:
         check_no_secrets(artifact.ir)
     except ArtifactError as exc:
         raise ArtifactError(f"{path}: {exc}") from None
+    problems = program_problems(artifact.ir)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ArtifactError(f"{path}: invalid artifact: at ir." + "; at ir.".join(
+            problems[:3]) + more)
     base = Path(artifact.ir.base_dir)
     if not base.is_absolute():
         artifact.ir.base_dir = str((path.parent / base).resolve())
@@ -378,10 +394,30 @@ def load_artifact(path: str | Path) -> tuple[ProgramIR, str]:
     return artifact.ir, artifact.program
 
 
+MAX_JSON_DEPTH = 200  # an artifact nests about 20 levels; a type or value a little more
+
+
+def _too_deep(data: Any, limit: int) -> str | None:
+    """The path to the first place ``data`` nests deeper than ``limit`` (no recursion)."""
+    todo: list[tuple[Any, int, str]] = [(data, 0, "")]
+    while todo:
+        value, depth, where = todo.pop()
+        if depth > limit:
+            return where[:120] or "(top)"
+        if isinstance(value, dict):
+            todo.extend((v, depth + 1, f"{where}.{k}" if where else str(k))
+                        for k, v in value.items())
+        elif isinstance(value, list):
+            todo.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(value))
+    return None
+
+
 def _first_errors(exc: ValidationError, limit: int = 3) -> str:
     parts = []
     for error in exc.errors()[:limit]:
         where = ".".join(str(p) for p in error["loc"]) or "(top)"
+        if len(where) > 120:
+            where = where[:60] + "…" + where[-59:]
         parts.append(f"at {where}: {error['msg']}")
     more = len(exc.errors()) - limit
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
@@ -394,6 +430,8 @@ def looks_like_artifact(path: str | Path) -> bool:
         return False
     if path.suffix == ".json":
         return True
+    if not is_regular(path):  # a FIFO would block the peek
+        return False
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             return handle.read(64).lstrip().startswith("{")

@@ -34,6 +34,7 @@ from lmpc.grammar.transformer import (
     KEEP_TOKEN_RULES,
     VALUE_TOKENS,
     Pos,
+    SourceLimit,
     ToAst,
 )
 
@@ -41,6 +42,17 @@ _MULTILINE = frozenset({"COMMENT", "DOCSTRING"})  # the tokens that may span lin
 
 # How a reduction builds its value (see _Rule).
 PASS, SPLICE, BUILD = 0, 1, 2
+# AST nodes nested in one another (brackets, `not`, `or` chains, `T?`, list[...]): past
+# this the later stages, which walk the tree recursively, would run out of stack.
+MAX_DEPTH = 100
+
+
+class TooDeep(SourceLimit):
+    """The source nests deeper than ``MAX_DEPTH`` (where it first does)."""
+
+    def __init__(self, path: str, line: int, col: int) -> None:
+        super().__init__("E0006", f"nested more than {MAX_DEPTH} levels deep (brackets, "
+                         "operators, type arguments or values inside one another)", line, col)
 
 
 class _Rule(NamedTuple):
@@ -157,6 +169,7 @@ def fast_parse(t: Tables, text: str, path: str,
     states = [t.start_states[start]]
     values: list[Any] = []
     poss: list[Pos] = []
+    depths: list[int] = []  # AST depth of each value: nodes inside nodes, lists are flat
     comments: list[Token] = []
     pos, line, line_start, n = 0, 1, 0, len(text)
     while True:
@@ -211,6 +224,7 @@ def fast_parse(t: Tables, text: str, path: str,
                 states.append(code)
                 values.append(token)
                 poss.append(tpos)
+                depths.append(0)
                 break
             kind_r, size, origin, whole, plan, method = rules[~code]
             if kind_r == PASS:  # the child stays; only the state changes
@@ -221,16 +235,22 @@ def fast_parse(t: Tables, text: str, path: str,
             if size == 1:  # the most common case: replace the top entry in place
                 out = [values[-1]] if whole else _gather(plan, [values[-1]])
                 rpos = poss[-1]
+                depth = depths[-1]
             elif size:
                 children, cposs = values[-size:], poss[-size:]
-                del states[-size:], values[-size:], poss[-size:]
+                depth = max(depths[-size:])
+                del states[-size:], values[-size:], poss[-size:], depths[-size:]
                 out = children if whole else _gather(plan, children)
                 first, last = cposs[0], cposs[-1]
                 rpos = ((first[0], first[1], last[2], last[3])
                         if first is not None and last is not None else _span_of(cposs))
             else:
-                out, rpos = [], None
+                out, rpos, depth = [], None, 0
             if kind_r == BUILD:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    where = rpos or tpos or (start_line, 1, start_line, 1)
+                    raise TooDeep(path, where[0], where[1])
                 out = method(builder, rpos, out)
                 if isinstance(out, node_type):  # a method may return a child node
                     span = out.span
@@ -238,11 +258,12 @@ def fast_parse(t: Tables, text: str, path: str,
                             (span.line, span.col, span.end_line, span.end_col))
             if size == 1:
                 states[-1] = actions[states[-2]][origin]
-                values[-1], poss[-1] = out, rpos
+                values[-1], poss[-1], depths[-1] = out, rpos, depth
             else:
                 states.append(actions[states[-1]][origin])
                 values.append(out)
                 poss.append(rpos)
+                depths.append(depth)
             if kind == "$END" and states[-1] == end_state:
                 return values[-1], comments
 

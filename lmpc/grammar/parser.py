@@ -43,7 +43,7 @@ from lmpc.grammar import ast
 from lmpc.grammar.driver import fast_parse, tables
 from lmpc.grammar.lexer import LmpLexer
 from lmpc.grammar.sigstring import expand_string_signatures
-from lmpc.grammar.transformer import CURRENT_PATH, lark_callbacks, make_span
+from lmpc.grammar.transformer import CURRENT_PATH, SourceLimit, lark_callbacks, make_span
 from lmpc.ir import Span
 
 log = logging.getLogger("lmpc")
@@ -106,7 +106,7 @@ def parse(text: str, path: str) -> tuple[ast.File | None, list[Diagnostic]]:
         with gc_paused():
             return _parse(text, path)
     except Exception as exc:  # a bug in lmpc must still not give the user a traceback
-        log.exception("internal parser error on %s", path)
+        log.debug("internal parser error on %s", path, exc_info=True)
         span = Span(file=path, line=1, col=1, end_line=1, end_col=2)
         return None, [Diagnostic("E0000", f"internal parser error: {exc!r}", span)]
 
@@ -147,12 +147,18 @@ def gc_paused() -> Iterator[None]:
 
 
 def _parse(text: str, path: str) -> tuple[ast.File | None, list[Diagnostic]]:
-    fast = fast_parse(tables(get_lark()), text, path)
-    if fast is not None:
-        file, comments = fast
-        diags: list[Diagnostic] = []
-    else:
-        file, diags, comments = _parse_with_lark(text, path)
+    try:
+        fast = fast_parse(tables(get_lark()), text, path)
+        if fast is not None:
+            file, comments = fast
+            diags: list[Diagnostic] = []
+        else:
+            file, diags, comments = _parse_with_lark(text, path)
+    except SourceLimit as limit:
+        hint = "split it into named parts (a type alias, a step)" \
+            if limit.code == "E0006" else None
+        return None, [Diagnostic(limit.code, limit.message,
+                                 _point(path, limit.line, limit.col), hint)]
     if file is None or diags:
         return None, diags
     file.path = path

@@ -17,6 +17,7 @@ from lark.exceptions import LarkError
 
 from lmpc.diagnostics import Diagnostic
 from lmpc.grammar import ast
+from lmpc.grammar.driver import MAX_DEPTH, TooDeep
 from lmpc.ir import Span
 
 #: Parses one type expression (``lmpc.grammar.parser.parse_type``); raises ``LarkError``.
@@ -93,8 +94,13 @@ def _field(direction: str, item: str, offset: int, path: str, line: int,
         type_offset += len(type_text) - len(type_text.lstrip())
         try:
             type_ = parse_type(type_text.strip(), path)
+        except TooDeep:
+            raise SigStringError(f"the type of field {name!r} is nested more than "
+                                 f"{MAX_DEPTH} levels deep", type_offset, 1) from None
         except LarkError:
-            raise SigStringError(f"invalid type {type_text.strip()!r} for field {name!r}",
+            shown = type_text.strip()
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise SigStringError(f"invalid type {shown!r} for field {name!r}",
                                  type_offset, max(len(type_text.strip()), 1)) from None
         type_ = _respan(type_, span, col + type_offset - 1)
     return ast.SigField(direction=direction, name=name, type=type_, span=span)

@@ -84,10 +84,32 @@ def doc_value(token: Token) -> str:
     return "\n".join(line.rstrip() for line in text.split("\n"))
 
 
-def number_value(text: str) -> int | float:
+class SourceLimit(Exception):
+    """Source beyond what lmpc takes (too deep, a number too long), where it is."""
+
+    def __init__(self, code: str, message: str, line: int, col: int) -> None:
+        super().__init__(message)
+        self.code, self.message, self.line, self.col = code, message, line, col
+
+
+MAX_DIGITS = 1000  # Python refuses ints past 4,300 digits; no setting needs 1,000
+
+
+def number_value(token: Token | str) -> int | float:
     """An int when spelled as one, else a float."""
+    text = str(token)
+    if len(text) > MAX_DIGITS:
+        line = getattr(token, "line", None) or 1
+        col = getattr(token, "column", None) or 1
+        raise SourceLimit("E0007", f"a number of {len(text)} characters (the limit is "
+                          f"{MAX_DIGITS})", line, col)
     if "." in text or "e" in text or "E" in text:
-        return float(text)
+        value = float(text)
+        if value in (float("inf"), float("-inf")):
+            raise SourceLimit("E0007", "a number too large for a float",
+                              getattr(token, "line", None) or 1,
+                              getattr(token, "column", None) or 1)
+        return value
     return int(text)
 
 
@@ -236,7 +258,7 @@ class ToAst:
         if tok.type in ("STRING", "SQSTRING"):
             return string_value(tok), raw
         if tok.type == "NUMBER":
-            return number_value(raw), raw
+            return number_value(tok), raw
         return tok.type == "TRUE", raw
 
     # ------------------------------------------------------------ signatures, tools
@@ -336,7 +358,7 @@ class ToAst:
         return ast.Literal(value=string_value(c[0]), span=self.span(pos))
 
     def number(self, pos: Pos, c: list) -> ast.Literal:
-        return ast.Literal(value=number_value(str(c[0])), raw=str(c[0]), span=self.span(pos))
+        return ast.Literal(value=number_value(c[0]), raw=str(c[0]), span=self.span(pos))
 
     def true(self, pos: Pos, c: list) -> ast.Literal:
         return ast.Literal(value=True, span=self.span(pos))
@@ -392,7 +414,7 @@ class ToAst:
         return ast.Pairs(items=list(c), span=self.span(pos))
 
     def pair(self, pos: Pos, c: list) -> ast.Pair:
-        value = ast.Literal(value=number_value(str(c[1])), raw=str(c[1]), span=self.tspan(c[1]))
+        value = ast.Literal(value=number_value(c[1]), raw=str(c[1]), span=self.tspan(c[1]))
         return ast.Pair(name=str(c[0]), value=value, span=self.span(pos))
 
     def metric_decl(self, pos: Pos, c: list) -> ast.MetricDecl:
@@ -406,7 +428,7 @@ class ToAst:
 
     def metric_term(self, pos: Pos, c: list) -> ast.MetricTerm:
         if len(c) == 2:
-            weight = ast.Literal(value=number_value(str(c[0])), raw=str(c[0]),
+            weight = ast.Literal(value=number_value(c[0]), raw=str(c[0]),
                                  span=self.tspan(c[0]))
         else:
             weight = ast.Literal(value=1, raw=None, span=self.tspan(c[0]))  # implicit

@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from lmpc.compiler.check.scope import Scope, SourceText
+from lmpc.files import SOURCE_LIMIT, FileProblem, read_text
 from lmpc.grammar import ast
 from lmpc.grammar.parser import parse
 from lmpc.ir import Span
+
+MAX_IMPORT_DEPTH = 64  # a chain of imports deeper than this is refused (E1004)
+MAX_FILES = 2000  # files in one program
 
 
 @dataclass
@@ -44,6 +47,14 @@ class _Loader:
             return
         if key in self.done:
             return
+        if len(self.stack) >= MAX_IMPORT_DEPTH or len(self.done) >= MAX_FILES:
+            span = via.span if via is not None else Span(file=path, line=1, col=1)
+            what = (f"imports nested more than {MAX_IMPORT_DEPTH} files deep"
+                    if len(self.stack) >= MAX_IMPORT_DEPTH else
+                    f"more than {MAX_FILES} files imported")
+            self.scope.error("E1004", what, span, "import the shared files from the root")
+            self.syntax_errors = True  # what was read is incomplete: do not analyse it
+            return
         self.done.add(key)
         if text is None:
             text = self._read(path, via)
@@ -65,14 +76,18 @@ class _Loader:
 
     def _read(self, path: str, via: ast.Import | None) -> str | None:
         span = via.span if via is not None else Span(file=path, line=1, col=1)
-        try:
-            return Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             what = f"imported file '{path}' not found" if via else f"file '{path}' not found"
             self.scope.error("E1001", what, span, _near(path))
-        except IsADirectoryError:
+            return None
+        if os.path.isdir(path):
             self.scope.error("E1001", f"'{path}' is a directory, not a .lmp file", span)
-        except (OSError, UnicodeDecodeError) as exc:
+            return None
+        try:
+            return read_text(path, SOURCE_LIMIT)
+        except FileProblem as exc:
+            if exc.line:  # bad bytes: point at them in the file itself
+                span = Span(file=path, line=exc.line, col=exc.col)
             self.scope.error("E1003", f"cannot read '{path}': {exc}", span)
         return None
 

@@ -26,7 +26,8 @@ code     meaning
 =======  ==============================================================================
 E1001    file not found (the root file or an import; paths are relative to the importer)
 E1002    import cycle
-E1003    file cannot be read (permissions, not UTF-8)
+E1003    file cannot be read (permissions, not UTF-8, not a regular file, over 8 MB)
+E1004    imports nested more than 64 files deep, or more than 2,000 files
 E1099    too many errors; analysis stopped after 50
 E1101    duplicate definition (declaration, module step, test name, built-in type name,
          optimize block name)
@@ -137,7 +138,7 @@ def _check(path: str, text: str | None) -> Result:
         scope.diagnostics.append(Diagnostic(
             "E1099", f"too many errors; stopped after {MAX_ERRORS}", last))
     except Exception as exc:  # a checker bug must not become a traceback for the user
-        log.exception("internal checker error on %s", path)
+        log.debug("internal checker error on %s", path, exc_info=True)
         scope.diagnostics.append(Diagnostic(
             "E1999", f"internal checker error: {exc!r}", Span(file=path, line=1, col=1),
             "this is a bug in lmpc; please report it with the file"))
