@@ -53,7 +53,7 @@ def test_json_list(tmp_path: Path) -> None:
         ("jsonl", '{"q": 1}\n{"x": 1}\n', "d.jsonl:2", "missing input field(s) 'q'"),
         ("csv", "q,a\n1,2\n3\n", "d.csv:3", "number of columns"),
         ("json", '{"q": 1}', "d.json:1", "JSON list"),
-        ("json", '[{"q": 1}, {"a": 1}]', "d.json[1]", "missing input"),
+        ("json", '[{"q": 1},\n {"a": 1}]', "d.json:2", "missing input"),  # line of the row
     ],
 )
 def test_bad_rows_name_file_and_line(

@@ -14,13 +14,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "lmpc"
 
-IR = {"lmpc.ir", "lmpc.version", "lmpc.credentials", "lmpc.files"}
+IR = {"lmpc.ir", "lmpc.version", "lmpc.credentials", "lmpc.files", "lmpc.datafile"}
 # layer -> the layers it may import (besides itself). Longest matching prefix wins.
 LAYERS: dict[str, set[str]] = {
     "lmpc.version": set(),
     "lmpc.ir": set(),
     "lmpc.credentials": set(),
     "lmpc.files": set(),
+    "lmpc.datafile": {"lmpc.files"},
     "lmpc.diagnostics": IR,
     "lmpc.grammar": IR | {"lmpc.diagnostics"},
     "lmpc.compiler.check": IR | {"lmpc.diagnostics", "lmpc.grammar"},

@@ -14,13 +14,12 @@ reported with its file and line, never skipped.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import random
 from pathlib import Path
 from typing import Any
 
+from lmpc.datafile import DataFileError, read_records
 from lmpc.ir import DatasetIR, Example, SplitIR
 
 SPLITS = ("train", "val", "test")
@@ -86,67 +85,21 @@ def load_examples(
     """Read every row of ``dataset`` (of the file of split ``part``) as an ``Example``,
     numbered from ``offset``; raise ``DataError`` on a bad row."""
     path = dataset_path(dataset, base_dir, part)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: dataset {dataset.name!r} not found")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read dataset {dataset.name!r}: {exc}") from exc
-    readers = {"jsonl": _jsonl_rows, "csv": _csv_rows, "json": _json_rows}
+        records = read_records(path, dataset.format)
+    except DataFileError as exc:
+        message = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
+        raise DataError(message) from None
     inputs = list(dataset.inputs or module_inputs)
     examples = []
-    for where, row in readers[dataset.format](text, path):
-        values = _apply_mapping(row, dataset.mapping, where)
-        examples.append(_to_example(values, inputs, where, offset + len(examples)))
+    for record in records:
+        values = _apply_mapping(record.values, dataset.mapping, record.where)
+        examples.append(_to_example(values, inputs, record.where, offset + len(examples)))
     if not examples:
         raise DataError(f"{path}: dataset {dataset.name!r} has no rows")
     return examples
-
-
-def _jsonl_rows(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: invalid JSON: {exc.msg}") from exc
-        rows.append((where, _require_object(row, where)))
-    return rows
-
-
-def _csv_rows(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
-    reader = csv.DictReader(text.splitlines())
-    if not reader.fieldnames:
-        raise DataError(f"{path}:1: CSV file has no header row")
-    rows = []
-    try:
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if None in row or any(value is None for value in row.values()):
-                raise DataError(f"{where}: row has a different number of columns than the header")
-            rows.append((where, dict(row)))
-    except csv.Error as exc:
-        raise DataError(f"{path}:{reader.line_num}: invalid CSV: {exc}") from exc
-    return rows
-
-
-def _json_rows(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
-    if not isinstance(data, list):
-        raise DataError(f"{path}:1: expected a JSON list of objects")
-    return [(f"{path}[{i}]", _require_object(row, f"{path}[{i}]")) for i, row in enumerate(data)]
-
-
-def _require_object(row: Any, where: str) -> dict[str, Any]:
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-    return row
 
 
 def _apply_mapping(row: dict[str, Any], mapping: dict[str, str], where: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from lmpc.compiler.check.scope import Scope
 from lmpc.compiler.check.typecheck import TypeResolver, assignable, literal_fits
+from lmpc.datafile import Record
 from lmpc.grammar import ast
 from lmpc.ir import ProgramIR, Span, TypeRef
 
@@ -22,6 +23,8 @@ class Ctx:
     base_dir: str
     # columns of each dataset file (first record), for checking names against the data
     columns: dict[str, list[str] | None] = field(default_factory=dict)
+    # every record of each dataset (all its files), for checking labels against types
+    records: dict[str, list[Record]] = field(default_factory=dict)
 
     # enum name -> values, and every value of any enum (filled once enums are checked)
     enums: dict[str, list[str]] = field(default_factory=dict)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
+import os
 import re
 
 from lmpc.compiler.check.context import Ctx
 from lmpc.compiler.check.scope import duplicates
+from lmpc.datafile import DataFileError, Record, parse_records
 from lmpc.diagnostics import suggest
+from lmpc.files import DATA_LIMIT, FileProblem, decode, read_bytes
 from lmpc.grammar import ast
 from lmpc.ir import DatasetIR, MetricIR, Span, SplitIR
 
@@ -71,10 +71,10 @@ def check_dataset(decl: ast.DatasetDecl, ctx: Ctx) -> DatasetIR:
     on_disk, ds.path = ctx.data_path(decl.span.file, decl.path)
     read = _read_file(decl, on_disk, scope.name_span(decl.span, f'"{decl.path}"'), ds, ctx)
     if read is not None:
-        ds.sha256, columns, rows = read
+        ds.sha256, columns, records = read
         ctx.columns[decl.name] = columns
-        _check_columns(decl, ds, columns, ctx)
-        _check_split_size(decl, ds.split, rows, decl.path, ctx)
+        _check_columns(decl, ds, columns, ctx, records=records)
+        _check_split_size(decl, ds.split, len(records), decl.path, ctx)
     return ds
 
 
@@ -115,11 +115,11 @@ def _check_split_files(decl: ast.DatasetDecl, ds: DatasetIR, files: dict[str, as
         read = _read_file(decl, on_disk, opt.value.span, ds, ctx)
         if read is None:
             continue
-        ds.files_sha256[part], columns, rows = read  # type: ignore[index]
+        ds.files_sha256[part], columns, records = read  # type: ignore[index]
         all_columns.append(columns)
-        _check_columns(decl, ds, columns, ctx, f" (its {part} file)")
+        _check_columns(decl, ds, columns, ctx, f" (its {part} file)", records)
         if part == "train":
-            _check_split_size(decl, ds.split, rows, path, ctx)
+            _check_split_size(decl, ds.split, len(records), path, ctx)
     if all_columns:
         ctx.columns[decl.name] = [c for c in all_columns[0]
                                   if all(c in other for other in all_columns[1:])]
@@ -203,55 +203,35 @@ def _split(expr: ast.Node, ctx: Ctx) -> SplitIR:
 
 
 def _read_file(decl: ast.DatasetDecl, on_disk: str, path_span: Span, ds: DatasetIR,
-               ctx: Ctx) -> tuple[str, list[str], int] | None:
-    """The file's sha256, its columns (first record) and its row count; None (after
-    reporting why) when it cannot be read."""
+               ctx: Ctx) -> tuple[str, list[str], list[Record]] | None:
+    """The file's sha256, its columns (first record) and its records; None (after
+    reporting why) when it cannot be read. Every record is read, as the build reads
+    them, so a file that checks clean also loads; they are kept for the label checks."""
     scope = ctx.scope
-    try:
-        with open(on_disk, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
+    if not os.path.lexists(on_disk):
         scope.error("E1401", f"dataset file '{on_disk}' not found", path_span,
                     "the path is relative to the file that declares the dataset")
         return None
-    except OSError as exc:
-        scope.error("E1404", f"cannot read dataset file '{on_disk}': {exc.strerror}", path_span)
-        return None
     try:
-        columns, rows = _columns(data.decode("utf-8"), ds.format)
-    except (ValueError, UnicodeDecodeError) as exc:
-        scope.error("E1404", f"cannot read dataset '{decl.name}' as {ds.format}: {exc}",
-                    path_span)
+        data = read_bytes(on_disk, DATA_LIMIT)
+        records = parse_records(decode(data), ds.format, on_disk)
+    except (FileProblem, DataFileError) as exc:
+        where = Span(file=on_disk, line=exc.line, col=exc.col or 1) if exc.line else path_span
+        message = str(exc).removeprefix(f"{on_disk}:{exc.line}: ")
+        scope.error("E1404", f"cannot read dataset '{decl.name}' as {ds.format}: {message}",
+                    where)
         return None
-    return hashlib.sha256(data).hexdigest(), columns, rows
-
-
-def _columns(text: str, fmt: str) -> tuple[list[str], int]:
-    """The first record's keys and the number of records."""
-    if fmt == "json":
-        rows = json.loads(text)
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise ValueError("expected a JSON list of objects")
-        return (list(rows[0]) if rows else []), len(rows)
-    if fmt == "csv":
-        records = list(csv.reader(io.StringIO(text)))
-        return (records[0] if records else []), max(len(records) - 1, 0)
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not lines:
-        return [], 0
-    try:
-        first = json.loads(lines[0][1])
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"line {lines[0][0]}: {exc.msg}") from None
-    if not isinstance(first, dict):
-        raise ValueError(f"line {lines[0][0]}: expected a JSON object")
-    return list(first), len(lines)
+    ctx.records.setdefault(decl.name, []).extend(records)
+    columns = list(records[0].values) if records else []
+    return hashlib.sha256(data).hexdigest(), columns, records
 
 
 def _check_columns(decl: ast.DatasetDecl, ds: DatasetIR, columns: list[str], ctx: Ctx,
-                   which: str = "") -> None:
-    """Every mapped column and every input field must exist in the file."""
+                   which: str = "", records: list[Record] | None = None) -> None:
+    """Every mapped column and every input field must exist in the file: in its first
+    record (reported at the declaration) and in every other one (reported at the row)."""
     scope = ctx.scope
+    _check_every_row(decl, ds, columns, records or [], ctx)
     for name in ds.inputs:
         column = ds.mapping.get(name, name)
         if column not in columns:
@@ -267,6 +247,24 @@ def _check_columns(decl: ast.DatasetDecl, ds: DatasetIR, columns: list[str], ctx
             scope.error("E1404", f"dataset '{decl.name}'{which} has no column '{column}' "
                         f"(mapped to '{field}')", where, suggest(column, columns) or
                         "columns: " + ", ".join(columns))
+
+
+MAX_ROW_ERRORS = 5  # per dataset; the rest are counted
+
+
+def _check_every_row(decl: ast.DatasetDecl, ds: DatasetIR, columns: list[str],
+                     rows: list[Record], ctx: Ctx) -> None:
+    needed = {ds.mapping.get(name, name): f"input '{name}'" for name in ds.inputs}
+    needed.update({column: f"mapped to '{field}'" for field, column in ds.mapping.items()})
+    needed = {c: why for c, why in needed.items() if c in columns}  # first row: done above
+    bad = [(r, c, why) for r in rows[1:] for c, why in needed.items() if c not in r.values]
+    for record, column, why in bad[:MAX_ROW_ERRORS]:
+        path = record.where.rsplit(":", 1)[0]
+        ctx.scope.error("E1404", f"dataset '{decl.name}': this row has no column '{column}' "
+                        f"({why})", Span(file=path, line=record.line, col=1))
+    if len(bad) > MAX_ROW_ERRORS:
+        ctx.scope.error("E1404", f"dataset '{decl.name}': {len(bad) - MAX_ROW_ERRORS} more "
+                        "rows lack a column", decl.span)
 
 
 def _check_split_size(decl: ast.DatasetDecl, split: SplitIR, rows: int, path: str,

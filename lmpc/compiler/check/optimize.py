@@ -16,6 +16,7 @@ from lmpc.compiler.check.optimizer_specs import (
 )
 from lmpc.compiler.check.prompt_model import CODE as CODE_WEAK_WRITER
 from lmpc.compiler.check.prompt_model import message, weak_writers
+from lmpc.compiler.check.rows import check_rows
 from lmpc.compiler.check.scope import NotLiteral, duplicates, plain_value
 from lmpc.diagnostics import suggest
 from lmpc.grammar import ast
@@ -61,6 +62,7 @@ def check_optimize(decl: ast.OptimizeDecl, ctx: Ctx) -> OptimizeIR | None:
         _check_metric_fields(decl, mod, ctx)
     if dataset_ok:
         _check_dataset_inputs(decl, mod, ctx)
+        check_rows(decl.dataset, mod, decl.span, ctx)
     for pass_ir, role, model in weak_writers(ctx.program, opt):
         text, hint = message(pass_ir, role, model)
         span = ctx.scope.name_span(pass_ir.span, pass_ir.name) if pass_ir.span else decl.span
