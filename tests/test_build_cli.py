@@ -437,3 +437,17 @@ def test_eval_reads_rows_in_the_columns_of_the_programs_dataset(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"score": 1.0, "n": 1, "failures": 0,
                                     "retries": 0, "lm_failures": 0}
+
+
+def test_show_says_what_the_base_model_layout_leaves_out(tmp_path: Path) -> None:
+    _needs_checker()
+    source = _source(tmp_path)
+    source.write_text(SOURCE.replace("enum Sentiment { positive, negative }",
+                                     'enum Sentiment { positive "likes it", negative }')
+                      .replace("in  text: str", 'in  text: str "the review"'))
+    shown = _invoke(["show", str(source)])
+    assert shown.exit_code == 0, shown.output
+    assert ("not in this base-model prompt (measured not to help the embedded model; chat "
+            "prompts have them): the description of input 'text'; the value descriptions "
+            "of enum Sentiment (output 'label')") in shown.stdout
+    assert "likes it" not in shown.stdout.split("--- not in")[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_types import BOOL, FLOAT, INT, STR, tuple_of, union
 
 from lmpc.compiler.check.program import check_text
 from lmpc.compiler.check.typecheck import assignable, literal_fits
@@ -94,15 +95,6 @@ def test_a_users_own_class_wins_over_an_unsupported_dspy_name(tmp_path: Path) ->
     assert program.signatures["S"].outputs[0].type == TypeRef(kind="class", name="Tool")
 
 
-STR, INT, FLOAT, BOOL = (TypeRef(kind=k) for k in ("str", "int", "float", "bool"))
-
-
-def union(*members: TypeRef) -> TypeRef:
-    return TypeRef(kind="union", args=list(members))
-
-
-def tuple_of(*items: TypeRef) -> TypeRef:
-    return TypeRef(kind="tuple", args=list(items))
 
 
 @pytest.mark.parametrize(

@@ -113,10 +113,23 @@ def render_predictor(program: ProgramIR, module: str, predictor: PredictorIR, ct
     try:
         run_predictor(call, inputs)
     except _Captured as captured:
-        return f"{head}\n{_request_text(captured.request)}\n"
+        return f"{head}\n{_request_text(captured.request)}{_left_out(call, program)}\n"
     except Exception as exc:  # a kind that cannot render without real outputs
         return f"{head}\n(cannot render this step without running it: {exc})\n"
     return f"{head}\n(this step sends no LM request)\n"
+
+
+def _left_out(call: Any, program: ProgramIR) -> str:
+    """What the base-model layout leaves out of this prompt, said rather than hidden."""
+    if call.adapter.name != "completion":
+        return ""
+    from lmpc.runtime.adapters.completion import left_out
+
+    notes = left_out(call.predictor.signature, program)
+    if not notes:
+        return ""
+    return ("\n--- not in this base-model prompt (measured not to help the embedded model; "
+            "chat prompts have them): " + "; ".join(notes))
 
 
 def _request_text(request: Any) -> str:

@@ -67,15 +67,17 @@ class CompletionAdapter(Adapter):
             for demo in demos
             if usable_demo(demo, signature)
         ]
-        guide = [
-            field_view(f, program, detailed=False)
-            for f in signature.outputs
-            if f.type.kind not in ("str", "any") or f.desc
-        ]
+        guide = self.guide(signature, program)
         prefix = PROMPT.render(instructions=instructions_of(signature), guide=guide, blocks=blocks)
         first = field_label(signature.outputs[0]) + ":"
         grammar = completion_grammar(signature.outputs, program)
         return prefix, first, stops_for(signature), budget_for(signature, program), grammar
+
+    def guide(self, signature: SignatureIR, program: ProgramIR) -> list[dict[str, str]]:
+        """The lines under the instructions that say what each output is: its description
+        and its type in words. Input and enum value descriptions stay out (``left_out``)."""
+        return [field_view(f, program, detailed=False) for f in signature.outputs
+                if f.type.kind not in ("str", "any") or f.desc]
 
     def finish(self, static: tuple[str, str, tuple[str, ...], int, str],
                signature: SignatureIR, inputs: dict[str, Any]) -> Rendered:
@@ -111,6 +113,24 @@ class CompletionAdapter(Adapter):
         rest = signature.outputs[signature.outputs.index(missing[0]):]
         grammar = completion_grammar(rest, program) if rendered.grammar else None
         return replace(rendered, prompt=rendered.prompt + tail, grammar=grammar), tail
+
+
+def left_out(sig: SignatureIR, program: ProgramIR) -> list[str]:
+    """The descriptions this layout does not write, for ``lmpc show`` to say so.
+
+    Input field descriptions and enum value descriptions are left out on purpose:
+    measured on the embedded Gemma 3 270M (bench/descriptions_in_prompt.py), neither
+    helped both tasks tried — input descriptions took one task's zero-shot accuracy up
+    and another's down by more, value descriptions never raised it — and with demos the
+    differences were within a row or two.
+    """
+    notes = [f"the description of input '{f.name}'" for f in sig.inputs if f.desc]
+    for f in sig.outputs:
+        inner = f.type.args[0] if f.type.kind == "optional" else f.type
+        enum = program.enums.get(inner.name or "") if inner.kind == "enum" else None
+        if enum is not None and enum.descs:
+            notes.append(f"the value descriptions of enum {enum.name} (output '{f.name}')")
+    return notes
 
 
 def _before_new_block(text: str, sig: SignatureIR) -> str:
