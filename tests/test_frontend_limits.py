@@ -48,6 +48,9 @@ def _codes(text: str, tmp_path: Path) -> list[tuple[str, int, int]]:
     ("an int of 4,301 digits", 'lm x = "m" { max_tokens: ' + "9" * 4301 + " }\n", "E0007"),
     ("a float past its range", 'lm x = "m" { temperature: 1' + "0" * 400 + ".0 }\n",
      "E0007"),
+    # found by the fuzz test (tests/test_fuzz_limits.py): a limit inside a string signature
+    ("a float past its range in a DSPy signature", 'signature S = "q: 1e999 -> a: str"\n',
+     "E0004"),
     ("a DSPy signature nested deeply",
      'signature S = "q: ' + "list[" * 300 + "str" + "]" * 300 + ' -> a: str"\n', "E0004"),
 ])

@@ -71,16 +71,17 @@ def command(click_ctx: click.Context, file: str, program_name: str | None,
             raise CLIError("-o names one file but the source has several optimize blocks; "
                            "choose one with --optimize NAME (or --program)")
         outs = _outputs(chosen, output)
+        trust = runner_trust(file)
+        from lmpc.compiler.pipeline import task_lm_for
+
+        for _, optimize in chosen:  # a dry run calls no LM, imports nothing: only reads
+            require_effects(program, optimize.program, trust,
+                            task_lm_for(program, optimize, lm_name), metric=optimize.metric,
+                            datasets=True, kinds=("file",) if dry_run else
+                            ("lm", "file", "code"))
         if dry_run:
             _dry_run(program, chosen, as_json, cache=not no_cache, seed=seed)
             return
-        trust = runner_trust(file)
-        for _, optimize in chosen:
-            from lmpc.compiler.pipeline import task_lm_for
-
-            require_effects(program, optimize.program, trust,
-                            task_lm_for(program, optimize, lm_name), metric=optimize.metric,
-                            datasets=True)
         client = make_client(no_cache, cache_dir, obj.get("transport"), trust)
         for (index, optimize), out in zip(chosen, outs, strict=True):
             summary = build_one(program, index, optimize, client=client, out=out, seed=seed,

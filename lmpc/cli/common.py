@@ -130,12 +130,15 @@ def runner_trust(target: str | Path) -> Any:
 
 
 def require_effects(program: ProgramIR, module: str, trust: Any, task_lm: LMIR, *,
-                    metric: str | None = None, datasets: bool = False) -> None:
-    """Refuse to start when the run would cause an effect the trust does not allow."""
+                    metric: str | None = None, datasets: bool = False,
+                    kinds: tuple[str, ...] = ("lm", "file", "code")) -> None:
+    """Refuse to start when the run would cause an effect (of ``kinds``) the trust does
+    not allow."""
     from lmpc.runtime.effects import blocked, program_effects
 
-    refused = blocked(program_effects(program, module, trust, task_lm, metric=metric,
-                                      datasets=datasets))
+    refused = [e for e in blocked(program_effects(program, module, trust, task_lm,
+                                                  metric=metric, datasets=datasets))
+               if e.kind in kinds]
     if refused:
         lines = [f"  {e.line()}" for e in refused]
         raise CLIError("refusing to run: the program would do what you have not allowed "

@@ -18,6 +18,7 @@ from lark.exceptions import LarkError
 from lmpc.diagnostics import Diagnostic
 from lmpc.grammar import ast
 from lmpc.grammar.driver import MAX_DEPTH, TooDeep
+from lmpc.grammar.transformer import SourceLimit
 from lmpc.ir import Span
 
 #: Parses one type expression (``lmpc.grammar.parser.parse_type``); raises ``LarkError``.
@@ -97,6 +98,9 @@ def _field(direction: str, item: str, offset: int, path: str, line: int,
         except TooDeep:
             raise SigStringError(f"the type of field {name!r} is nested more than "
                                  f"{MAX_DEPTH} levels deep", type_offset, 1) from None
+        except SourceLimit as limit:  # a literal number in the type, too long or large
+            raise SigStringError(f"the type of field {name!r} has {limit.message}",
+                                 type_offset, 1) from None
         except LarkError:
             shown = type_text.strip()
             shown = shown if len(shown) <= 60 else shown[:57] + "..."

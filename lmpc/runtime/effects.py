@@ -48,6 +48,7 @@ def program_effects(program: ProgramIR, module: str, trust: Trust, task_lm: LMIR
     optimize blocks' data is read too, as a build does)."""
     lms = _lms_used(program, module, task_lm, metric)
     found = lm_effects(lms, trust)
+    found += _embedding_effects(program, module)
     found += _file_effects(program, module, trust, datasets)
     found += _code_effects(program, module, trust, metric)
     return found
@@ -88,6 +89,19 @@ def _lm_effect(what: str, model: str, settings: dict[str, object], trust: Trust)
     except TrustError as exc:
         return Effect("lm", what, target, detail, False, exc.remedy)
     return Effect("lm", what, target, detail)
+
+
+def _embedding_effects(program: ProgramIR, module: str) -> list[Effect]:
+    """A ``knn_fewshot`` predictor with an embedding model calls it on every run."""
+    found = []
+    for predictor in _predictors(program, module):
+        knn = predictor.options.get("knn")  # type: ignore[attr-defined]
+        name = knn.get("vectorizer", "local") if isinstance(knn, dict) else "local"
+        if isinstance(name, str) and name != "local":
+            model = name.removeprefix("litellm/")
+            found.append(Effect("lm", f"embedding model of {predictor.id}",  # type: ignore
+                                f"{model} (the provider's default endpoint)"))
+    return found
 
 
 def _lms_used(program: ProgramIR, module: str, task_lm: LMIR, metric: str | None
