@@ -478,6 +478,18 @@ class ProgramIR(Node):
     tests: list[TestIR] = Field(default_factory=list)
     ensemble: EnsembleIR | None = None
 
+    def modules_of(self, module: str) -> list[str]:
+        """``module`` and every module it calls, directly or not (unknown names skipped)."""
+        seen: list[str] = []
+        todo = [module]
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in self.modules:
+                continue
+            seen.append(name)
+            todo += [s.module for s in self.modules[name].steps if s.kind == "call" and s.module]
+        return seen
+
     def predictors_of(self, module: str) -> list[PredictorIR]:
         """Predictors reachable from ``module`` (through calls), in execution order."""
         seen: list[str] = []

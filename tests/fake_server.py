@@ -136,7 +136,7 @@ def fake_server(reply: Reply, *, delay_s: float = 0.0, fault: Fault | None = Non
 
 SENTIMENT_SOURCE = '''\
 lm fake = "hosted_vllm/fake" {{
-  api_base: "{api_base}", model_type: "text", max_tokens: 4, num_retries: {retries}
+  api_base: "{api_base}", model_type: "text", max_tokens: 4, num_retries: {retries}{extra}
 }}
 
 enum Sentiment {{ positive, negative }}
@@ -178,8 +178,9 @@ def sentiment_reply(body: dict[str, Any]) -> str:
 
 
 def sentiment_source(folder: Any, api_base: str, passes: str = "labeled_fewshot(k = 3)",
-                     retries: int = 0) -> Any:
-    """A sentiment program (20 rows beside it) whose LM is the fake server at api_base."""
+                     retries: int = 0, extra: str = "") -> Any:
+    """A sentiment program (20 rows beside it) whose LM is the fake server at api_base;
+    ``extra`` adds LM settings (``', extra_headers: {...}'``)."""
     from pathlib import Path
 
     rows = []
@@ -191,5 +192,17 @@ def sentiment_source(folder: Any, api_base: str, passes: str = "labeled_fewshot(
     folder = Path(folder)
     (folder / "reviews.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = folder / "classify.lmp"
-    path.write_text(SENTIMENT_SOURCE.format(api_base=api_base, passes=passes, retries=retries))
+    path.write_text(SENTIMENT_SOURCE.format(api_base=api_base, passes=passes, retries=retries,
+                                            extra=extra))
     return path
+
+
+def agent_reply(request: Any) -> str:
+    """A scripted ReAct run of examples/agent.lmp: call convert, then finish, then answer."""
+    prompt = request.prompt or ""
+    if prompt.endswith("Next Thought:"):
+        if "Observation 1:" in prompt:
+            return " I have it.\nNext Tool Name: finish\nNext Tool Args: {}"
+        return (' Convert it.\nNext Tool Name: convert\nNext Tool Args: '
+                '{"value": 10, "from_unit": "mi", "to_unit": "km"}')
+    return " The tool said 16.0934.\nAnswer: 16.0934"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fake_server import fake_server, sentiment_reply
+from fake_server import fake_server, sentiment_reply, sentiment_source
 
 from lmpc.cli import main
 from lmpc.compiler.artifact import ArtifactError, check_no_secrets
@@ -80,29 +80,12 @@ def test_masking_replaces_whole_tokens_only() -> None:
     assert mask("expected text", ["ext"]) == "expected text"
 
 
-def _classify_source(tmp_path: Path, settings: str) -> Path:
-    source = tmp_path / "p.lmp"
-    source.write_text(f'''lm fake = "hosted_vllm/fake" {{ {settings}, model_type: "text",
-  max_tokens: 4, num_retries: 0 }}
-enum Sentiment {{ positive, negative }}
-signature Judge {{
-  in text: str
-  out label: Sentiment
-}}
-module Classify(text: str) -> (label: Sentiment) {{
-  p = predict Judge(text = text)
-  return (label = p.label)
-}}
-''')
-    return source
-
-
 def test_a_401_never_prints_the_key(tmp_path: Path) -> None:
     """The server echoes the refused header (many do); lmpc masks it."""
     with fake_server(sentiment_reply, fault=lambda body: "status:401") as server:
         key = "k9-literal-key-9000"
-        source = _classify_source(tmp_path, f'api_base: "{server.url}", '
-                                            f'extra_headers: {{ "X-Api-Key": "{key}" }}')
+        source = sentiment_source(tmp_path, server.url,
+                                  extra=f', extra_headers: {{ "X-Api-Key": "{key}" }}')
         result = CliRunner().invoke(main, ["run", str(source), "--no-cache", "--input",
                                            json.dumps({"text": "The movie was nice."})])
         assert server.count == 1 and key.encode() in server.raw_bytes()
@@ -115,8 +98,8 @@ def test_an_env_secret_is_masked_but_the_text_around_it_is_not(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHORT_KEY", "x")
     with fake_server(sentiment_reply, fault=lambda body: "status:401") as server:
-        source = _classify_source(tmp_path, f'api_base: "{server.url}", '
-                                            'extra_headers: { "X-Api-Key": env.SHORT_KEY }')
+        source = sentiment_source(tmp_path, server.url,
+                                  extra=', extra_headers: { "X-Api-Key": env.SHORT_KEY }')
         result = CliRunner().invoke(main, ["run", str(source), "--no-cache", "--allow-endpoint",
                                            server.url, "--input",
                                            json.dumps({"text": "The movie was nice."})])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fake_server import agent_reply
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "runtime"))
 
@@ -160,14 +161,7 @@ def test_run_lmp_rag_retrieves_and_reasons() -> None:
 def test_run_lmp_agent_needs_allow_tools_then_calls_the_real_tool() -> None:
     needs_checker()
 
-    def fn(request: LMRequest) -> str:
-        prompt = request.prompt or ""
-        if prompt.endswith("Next Thought:"):
-            if "Observation 1:" in prompt:
-                return " I have it.\nNext Tool Name: finish\nNext Tool Args: {}"
-            return (' Convert it.\nNext Tool Name: convert\nNext Tool Args: '
-                    '{"value": 10, "from_unit": "mi", "to_unit": "km"}')
-        return " The tool said 16.0934.\nAnswer: 16.0934"
+    fn = agent_reply
 
     args = [str(EXAMPLES / "agent.lmp"), "--input", '{"question": "10 miles in km?"}']
     refused = run(args, ScriptedTransport(fn=fn))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fake_server import fake_server, prompt_of, sentiment_reply
+from fake_server import agent_reply, fake_server, prompt_of, sentiment_reply
 
 from lmpc.cli import main
 from lmpc.compiler.artifact import Artifact, write_artifact
@@ -184,16 +184,6 @@ def _agent_args(command: str, target: str, tmp_path: Path) -> list[str]:
     }[command]
 
 
-def _agent_reply(request: Any) -> str:
-    prompt = request.prompt or ""
-    if prompt.endswith("Next Thought:"):
-        if "Observation 1:" in prompt:
-            return " I have it.\nNext Tool Name: finish\nNext Tool Args: {}"
-        return (' Convert it.\nNext Tool Name: convert\nNext Tool Args: '
-                '{"value": 10, "from_unit": "mi", "to_unit": "km"}')
-    return " The tool said 16.0934.\nAnswer: 16.0934"
-
-
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("kind", ["source", "artifact"])
 def test_python_code_needs_the_same_flag_on_every_command(command: str, kind: str,
@@ -214,7 +204,7 @@ def test_python_code_needs_the_same_flag_on_every_command(command: str, kind: st
         target = str(write_artifact(Artifact(program="UnitAgent", ir=program),
                                     project / "build" / "UnitAgent.json"))
     args = _agent_args(command, target, tmp_path)
-    refused = invoke(args, ScriptedTransport(fn=_agent_reply))
+    refused = invoke(args, ScriptedTransport(fn=agent_reply))
     assert not marker.exists(), "the tool's module was imported without --allow-tools"
     if command == "show":
         assert refused.exit_code == 0
@@ -223,7 +213,7 @@ def test_python_code_needs_the_same_flag_on_every_command(command: str, kind: st
         assert refused.exit_code == 1, refused.output
         assert "imports tool convert: agent_tools:convert" in refused.stderr
         assert "--allow-tools" in refused.stderr
-    transport = ScriptedTransport(fn=_agent_reply)
+    transport = ScriptedTransport(fn=agent_reply)
     allowed = invoke([*args, "--allow-tools"], transport)
     assert allowed.exit_code == 0, allowed.output
     if command == "show":  # show never imports, even when allowed
@@ -231,7 +221,7 @@ def test_python_code_needs_the_same_flag_on_every_command(command: str, kind: st
             allowed.stdout
     else:  # the real tool ran: its result is the observation the model saw
         assert any("Observation 1: 16.0934" in (r.prompt or "") for r in transport.requests)
-    by_name = invoke([*args, "--allow-tool", "convert"], ScriptedTransport(fn=_agent_reply))
+    by_name = invoke([*args, "--allow-tool", "convert"], ScriptedTransport(fn=agent_reply))
     assert by_name.exit_code == 0, by_name.output
 
 
@@ -303,7 +293,7 @@ def _scripted_rag(request: Any) -> str:
 
 @pytest.mark.parametrize(("example", "program", "extra", "fn", "expected"), [
     ("rag.lmp", "HandbookQA", [], _scripted_rag, {"answer": "at the front desk"}),
-    ("agent.lmp", "UnitAgent", ["--allow-tools"], _agent_reply, {"answer": 16.0934}),
+    ("agent.lmp", "UnitAgent", ["--allow-tools"], agent_reply, {"answer": 16.0934}),
 ])
 def test_an_artifact_built_from_a_relative_path_runs_from_anywhere(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example: str, program: str,

@@ -129,7 +129,7 @@ def program_subset(program: ProgramIR, module: str, optimize_index: int | None =
     block with its parts, that one optimize block and its dataset's description (path,
     mapping, split: no rows), and the test blocks of the kept modules.
     """
-    modules = _reachable_modules(program, module)
+    modules = set(program.modules_of(module))
     predictors = {pid: p for pid, p in program.predictors.items()
                   if pid.partition(".")[0] in modules}
     optimizes = [program.optimizes[optimize_index]] if optimize_index is not None else []
@@ -161,18 +161,6 @@ def program_subset(program: ProgramIR, module: str, optimize_index: int | None =
         tests=[t for t in program.tests if t.module in modules],
         ensemble=program.ensemble,
     )
-
-
-def _reachable_modules(program: ProgramIR, root: str) -> set[str]:
-    seen: set[str] = set()
-    todo = [root]
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in program.modules:
-            continue
-        seen.add(name)
-        todo.extend(s.module for s in program.modules[name].steps if s.kind == "call" and s.module)
-    return seen
 
 
 def _needed_metrics(program: ProgramIR, optimizes: list[Any], predictors: Any) -> dict[str, Any]:

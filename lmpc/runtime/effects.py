@@ -141,22 +141,10 @@ def _metric_names(program: ProgramIR, metric: str | None, module: str) -> list[s
     return seen
 
 
-def _modules(program: ProgramIR, root: str) -> list[str]:
-    seen: list[str] = []
-    todo = [root]
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in program.modules:
-            continue
-        seen.append(name)
-        todo += [s.module for s in program.modules[name].steps if s.kind == "call" and s.module]
-    return seen
-
-
 def _file_effects(program: ProgramIR, module: str, trust: Trust, datasets: bool
                   ) -> list[Effect]:
     files: list[tuple[str, str]] = []
-    for name in _modules(program, module):
+    for name in program.modules_of(module):
         for step in program.modules[name].steps:
             if step.kind == "retrieve" and step.retrieve and step.retrieve.corpus:
                 files.append((f"corpus of {name}.{step.name}", step.retrieve.corpus))
@@ -182,7 +170,7 @@ def _code_effects(program: ProgramIR, module: str, trust: Trust, metric: str | N
                   ) -> list[Effect]:
     code: list[tuple[str, str, str]] = []  # (what, name, import path)
     tools: list[str] = []
-    for name in _modules(program, module):
+    for name in program.modules_of(module):
         for step in program.modules[name].steps:
             tools += [t for t in (step.tool, step.retrieve.tool if step.retrieve else None) if t]
     for predictor in _predictors(program, module):
