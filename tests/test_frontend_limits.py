@@ -160,6 +160,9 @@ def _tampered(artifact: Path, change: Any) -> Path:
     ("an unknown enum", lambda d: d["ir"]["enums"].clear(), "no enum 'Category'"),
     ("react options of the wrong kind", lambda d: d["ir"]["predictors"]["Router.c"].update(
         kind="react", options={"tools": "all", "max_iters": -1}), "options.max_iters"),
+    # found by the fuzz test: a string where lmpc computes with a number
+    ("an LM setting of the wrong type", lambda d: d["ir"]["lms"]["local"]["settings"].update(
+        max_tokens="0"), "max_tokens: '0' is not an int"),
     ("20 MB of instructions", lambda d: d["ir"]["predictors"]["Router.c"]["signature"].update(
         instructions="word " * 4_000_000), "20,000,000 characters"),
 ])

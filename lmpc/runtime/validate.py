@@ -88,6 +88,8 @@ def program_problems(program: ProgramIR) -> list[str]:
             found.append(f"{at}.signature: no signature {metric.signature!r}")
         if metric.lm and metric.lm not in program.lms:
             found.append(f"{at}.lm: no LM {metric.lm!r}")
+    for name, lm in program.lms.items():
+        found += _settings(lm.settings, f"lms.{name}.settings")
     for name, tool in program.tools.items():
         found += _types(program, [p.type for p in tool.params] + [tool.returns],
                         f"tools.{name}")
@@ -151,6 +153,29 @@ def _predictor(program: ProgramIR, predictor: PredictorIR, at: str) -> list[str]
             error = exc.errors()[0]
             loc = ".".join(str(p) for p in error["loc"])
             found.append(f"{at}.options.knn{'.' + loc if loc else ''}: {error['msg']}")
+    return found
+
+
+# LM settings lmpc itself computes with: each must be a number of this kind
+_NUMERIC = {"max_tokens": int, "max_completion_tokens": int, "n": int, "num_retries": int,
+            "seed": int, "top_k": int, "temperature": float, "top_p": float, "timeout": float,
+            "presence_penalty": float, "frequency_penalty": float}
+
+
+def _settings(settings: dict[str, Any], at: str) -> list[str]:
+    found = []
+    for name, kind in _NUMERIC.items():
+        value = settings.get(name)
+        if value is None:
+            continue
+        ok = not isinstance(value, bool) and isinstance(value, int if kind is int else
+                                                        int | float)
+        if not ok:
+            found.append(f"{at}.{name}: {value!r} is not {'an int' if kind is int else 'a number'}")
+    stop = settings.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (
+            isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        found.append(f"{at}.stop: must be a string or a list of strings")
     return found
 
 
