@@ -6,7 +6,9 @@ as a hosted model. Gemma 3 270M is a base model without a chat template: it does
 completion, and chat messages are rendered to plain text.
 
 Each model is loaded once per process, on first use. A llama.cpp context is not
-thread-safe, so one lock serializes the calls to it.
+thread-safe, so one lock serializes the calls to it. A reply depends only on its request,
+never on the requests before it: ``local_prompt_cache.PromptCache`` evaluates every
+prompt the way a fresh context would (see docs/determinism.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmpc.runtime.lm_types import ContextWindowError, LMError
+from lmpc.runtime.local_prompt_cache import PromptCache
 
 log = logging.getLogger("lmpc")
 
@@ -91,8 +94,16 @@ class LocalModel:
         _route_native_logs(llama_cpp)
         self._llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
                                       verbose=False, logits_all=False)
+        self._prompt = PromptCache(self._llama)
         self._lock = threading.Lock()
         self._grammars: dict[str, Any] = {}  # GBNF text -> CompiledGrammar
+
+    def _tokens(self, prompt: str) -> list[int]:
+        """The prompt's tokens as ``create_completion`` would make them from the text."""
+        llama = self._llama
+        bos = [llama.token_bos()] if llama._model.add_bos_token() else []
+        text = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True) if prompt else []
+        return bos + text
 
     def _grammar(self, text: str) -> Any:
         """The compiled grammar for GBNF ``text`` (call with the lock held)."""
@@ -109,6 +120,23 @@ class LocalModel:
         for grammar in self._grammars.values():
             grammar.close()
         self._grammars.clear()
+
+    def next_token_logits(self, prompt: str) -> Any:
+        """The logits of the token after ``prompt`` (a numpy array over the vocabulary)."""
+        with self._lock:
+            self._prompt.evaluate(self._tokens(prompt))
+            return self._prompt.logits()
+
+    def prompt_stats(self) -> dict[str, int]:
+        """Prompt tokens taken from the KV cache and evaluated, since the model loaded."""
+        with self._lock:
+            return {"reused_tokens": self._prompt.reused_tokens,
+                    "evaluated_tokens": self._prompt.evaluated_tokens}
+
+    def forget(self) -> None:
+        """Drop the cached prompt (replies are the same either way; only time changes)."""
+        with self._lock:
+            self._prompt.forget()
 
     def close(self) -> None:
         with self._lock:
@@ -139,8 +167,13 @@ class LocalModel:
 
                 constraint = GrammarConstraint(self._grammar(grammar), greedy=temperature == 0)
                 options["logits_processor"] = LogitsProcessorList([constraint])
-            try:
-                out = self._llama.create_completion(prompt, **options)
+            tokens = self._tokens(prompt)
+            if len(tokens) >= self.n_ctx:
+                raise ContextWindowError(f"Requested tokens ({len(tokens)}) exceed context "
+                                         f"window of {self.n_ctx}")
+            self._prompt.evaluate(tokens)
+            try:  # the prompt is evaluated: llama-cpp-python samples from its logits at once
+                out = self._llama.create_completion(tokens, **options)
             except ValueError as exc:  # llama-cpp-python's "exceed context window"
                 raise ContextWindowError(f"{exc}") from None
         choice, usage = out["choices"][0], out["usage"]
