@@ -1,7 +1,9 @@
 """The main demo, for real: build examples/classify.lmp on the embedded Gemma model.
 
-A build must *raise* the held-out score, a warm rebuild must make no new LM calls and
-write the same bytes, and the artifact must score the same in a fresh process.
+A build must *raise* the held-out score, a build from another empty cache on one thread
+instead of four (so the model sees the requests in another order) must write the same
+bytes, a warm rebuild must make no new LM calls and write the same bytes, and the
+artifact must score the same in a fresh process.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ def test_build_raises_the_score_and_rebuilds_from_cache(tmp_path: Path) -> None:
           f"{first['lm_calls']} LM calls, {first['seconds']} s")
     assert after >= before + 0.20
     built = artifact.read_bytes()
+
+    again = tmp_path / "again.json"  # same reply to the same request, whatever the order
+    _lmpc("build", str(EXAMPLE), "--json", "-o", str(again), "--threads", "1",
+          "--cache-dir", str(tmp_path / "empty-cache"), cwd=tmp_path)
+    assert again.read_bytes() == built
 
     second = _lmpc("build", str(EXAMPLE), *common, cwd=tmp_path)
     assert second["lm_calls"] == 0 and second["cache_hits"] > 0
