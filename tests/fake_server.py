@@ -68,6 +68,7 @@ def _completion(body: dict[str, Any], text: str, chat: bool) -> dict[str, Any]:
 def fake_server(reply: Reply, *, delay_s: float = 0.0, fault: Fault | None = None
                 ) -> Iterator[FakeServer]:
     """Serve until the block ends. ``fault`` may return "status:401", "status:503",
+    "status:429:2" (with ``Retry-After: 2``),
     "truncate" (a body shorter than its Content-Length), "cut-json" (a complete HTTP
     body whose JSON is cut) or None."""
     state: dict[str, FakeServer] = {}
@@ -91,12 +92,13 @@ def fake_server(reply: Reply, *, delay_s: float = 0.0, fault: Fault | None = Non
             problem = fault(body) if fault else None
             if problem and problem.startswith("status:"):
                 status = int(problem.split(":")[1])
+                retry_after = problem.split(":")[2] if problem.count(":") > 1 else None
                 # like servers that echo what they refused: the credential headers
                 echoed = {k: v for k, v in self.headers.items()
                           if k.lower() in ("authorization", "x-api-key")}
                 payload = json.dumps({"error": {"message": f"fake error {status}: "
                                                 f"rejected {echoed}", "type": "fake"}}).encode()
-                self._send(status, payload)
+                self._send(status, payload, retry_after)
                 return
             chat = self.path.endswith("/chat/completions")
             payload = json.dumps(_completion(body, reply(body), chat)).encode()
@@ -113,8 +115,10 @@ def fake_server(reply: Reply, *, delay_s: float = 0.0, fault: Fault | None = Non
                 payload = payload[: len(payload) // 2]
             self._send(200, payload)
 
-        def _send(self, status: int, payload: bytes) -> None:
+        def _send(self, status: int, payload: bytes, retry_after: str | None = None) -> None:
             self.send_response(status)
+            if retry_after is not None:
+                self.send_header("Retry-After", retry_after)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()

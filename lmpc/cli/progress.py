@@ -18,7 +18,13 @@ import threading
 import time
 from typing import Any, TextIO
 
-from lmpc.compiler.passes.base import BuildWarning, PassFinished, PassStarted, Progress
+from lmpc.compiler.passes.base import (
+    BuildNote,
+    BuildWarning,
+    PassFinished,
+    PassStarted,
+    Progress,
+)
 
 HEARTBEAT_S = 15.0
 
@@ -67,6 +73,9 @@ class ProgressReporter:
         with self._lock:
             if isinstance(event, BuildWarning):
                 self._warn(event)
+            elif isinstance(event, BuildNote):
+                if self.enabled:
+                    self._print(f"note: {event.message}")
             elif self.enabled:
                 self._handle(event)
 
@@ -123,6 +132,9 @@ class ProgressReporter:
         text = f"warning[{event.code}]: {event.message}"
         if event.hint:
             text += f"\n  help: {event.hint}"
+        self._print(text)
+
+    def _print(self, text: str) -> None:
         if self._live is not None:
             self._live.console.print(text, markup=False, highlight=False)
         else:

@@ -23,6 +23,7 @@ from typing import Any
 from lmpc.compiler.budget import BudgetedClient, BudgetTracker, MeteredClient
 from lmpc.compiler.passes.base import (
     BudgetExceeded,
+    BuildNote,
     BuildWarning,
     Candidate,
     Example,
@@ -220,6 +221,9 @@ def run_optimize(
     sizes = {name: len(rows) for name, rows in splits.items()}
     if not splits["train"] and optimize.passes:
         raise PipelineError(f"dataset {dataset.name!r}: the train split is empty")
+    if task_lm.model.startswith("local/") and threads > 1:
+        emit(BuildNote(f"{task_lm.model} runs one call at a time: threads: {threads} "
+                       "overlaps only the work around its calls"))
     before_usage = client.usage.snapshot()
     first_record = len(client.usage)
 

@@ -47,6 +47,9 @@ EXCLUDED_SETTINGS = frozenset(
         "num_retries",
         "extra_headers",
         "headers",
+        "max_concurrency",  # how fast lmpc may call, never what the model answers
+        "rpm",
+        "tpm",
     }
 )
 

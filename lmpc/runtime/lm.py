@@ -35,11 +35,13 @@ from lmpc.runtime.cache import (
     LeasingCache,
     request_key,
 )
+from lmpc.runtime.limits import LIMIT_SETTINGS, Limits, ModelLimiter, endpoint_of, estimate_tokens
 from lmpc.runtime.lm_types import (
     ContextWindowError,
     LMError,
     LMRequest,
     LMResponse,
+    RateLimited,
     TransientLMError,
 )
 from lmpc.runtime.trust import Trust, TrustError
@@ -50,6 +52,7 @@ __all__ = [
     "LMClient",
     "LMError",
     "LMUnavailable",
+    "RateLimited",
     "RejectedReply",
     "LMRequest",
     "LMResponse",
@@ -61,6 +64,9 @@ __all__ = [
 log = logging.getLogger("lmpc")
 
 GIVE_UP_AFTER = 25  # failed calls in a row to one model before later ones fail at once
+RETRY_AFTER_MAX_S = 120.0  # a server's Retry-After is honoured up to this
+# The embedded models run one call at a time, whatever the threads (see limits.py).
+EMBEDDED_LIMITS = Limits(max_concurrency=1)
 
 
 class Transport(Protocol):
@@ -78,9 +84,17 @@ class LMClient:
 
     ``max_retries`` extra attempts (or the request's ``num_retries`` setting, an LM's
     own) follow a ``TransientLMError``, sleeping
-    ``min(backoff_max, backoff_base * 2**attempt)`` scaled by a jitter in [0.5, 1].
-    ``concurrency`` maps a model to its limit of in-flight calls (others get
-    ``default_concurrency``); an int sets the default. ``sleep`` is injectable for tests.
+    ``min(backoff_max, backoff_base * 2**attempt)`` scaled by a jitter in [0.5, 1], or
+    a server's longer ``Retry-After`` (up to ``RETRY_AFTER_MAX_S``). ``sleep`` is
+    injectable for tests.
+
+    Limits (``lmpc.runtime.limits``): a request's ``max_concurrency``, ``rpm`` and
+    ``tpm`` settings (an LM's own) bound the calls to its model and endpoint, shared by
+    every thread of this client; a 429 (``RateLimited``) pauses them all for its
+    backoff. ``concurrency`` maps a model to a cap of in-flight calls (an int caps every
+    model, as ``default_concurrency`` does); with neither, a hosted model gets as many
+    calls in flight as there are threads calling. The embedded ``local/...`` models run
+    one at a time.
 
     A reply that breaks the grammar its request carried (``settings["grammar"]``), or
     that was cut short, is rejected like a transient error: retried, never cached
@@ -102,15 +116,17 @@ class LMClient:
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
         concurrency: Mapping[str, int] | int | None = None,
-        default_concurrency: int = 4,
+        default_concurrency: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         jitter_seed: int | None = None,
         give_up_after: int | None = GIVE_UP_AFTER,
         lease_ttl_s: float = 300.0,
+        limit_window_s: float | None = None,
     ) -> None:
         if isinstance(concurrency, int):
             default_concurrency, concurrency = concurrency, None
-        if default_concurrency < 1 or any(v < 1 for v in (concurrency or {}).values()):
+        if (default_concurrency is not None and default_concurrency < 1) or any(
+                v < 1 for v in (concurrency or {}).values()):
             raise ValueError("concurrency limits must be at least 1")
         self.transport = transport
         self.cache = cache
@@ -120,8 +136,9 @@ class LMClient:
         self.usage = UsageLog()
         self._limits = dict(concurrency or {})
         self._default_limit = default_concurrency
-        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
-        self._semaphores_lock = threading.Lock()
+        self._limiters: dict[tuple[str, str], ModelLimiter] = {}
+        self._limiters_lock = threading.Lock()
+        self._window_s = limit_window_s  # None: a minute (tests shorten it)
         self._sleep = sleep
         self._rng = random.Random(jitter_seed)  # jitter only; never affects results
         self._outage = Outage(give_up_after)
@@ -217,28 +234,56 @@ class LMClient:
         return LMResponse(text=hit.text, latency_s=latency, cached=True, call_id=call_id,
                           finish_reason=hit.finish_reason)
 
-    def limit(self, model: str) -> int:
-        """The number of calls to ``model`` allowed in flight at once."""
+    def limit(self, model: str) -> int | None:
+        """The cap this client puts on calls to ``model`` in flight (None: none, beyond
+        the callers' threads and the LM's own ``max_concurrency``)."""
+        if model.startswith("local/"):
+            return 1
         return self._limits.get(model, self._default_limit)
 
-    def _semaphore(self, model: str) -> threading.BoundedSemaphore:
-        semaphore = self._semaphores.get(model)
-        if semaphore is None:
-            with self._semaphores_lock:
-                semaphore = self._semaphores.setdefault(
-                    model, threading.BoundedSemaphore(self.limit(model)))
-        return semaphore
+    def peak_in_flight(self) -> dict[str, int]:
+        """The most calls in flight at once, per model, since this client was made."""
+        with self._limiters_lock:
+            limiters = list(self._limiters.items())
+        peaks: dict[str, int] = {}
+        for (model, _), limiter in limiters:
+            peaks[model] = max(peaks.get(model, 0), limiter.peak)
+        return peaks
+
+    def _limiter(self, request: LMRequest) -> ModelLimiter:
+        """The limiter of the request's model and endpoint, tightened by its settings."""
+        limits = Limits.of(request.model, request.settings).tighter(
+            Limits(max_concurrency=self.limit(request.model)))
+        key = endpoint_of(request)
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            with self._limiters_lock:
+                limiter = self._limiters.get(key)
+                if limiter is None:
+                    window = {} if self._window_s is None else {"window_s": self._window_s}
+                    limiter = self._limiters[key] = ModelLimiter(limits, **window)
+                    return limiter
+        if limiter.limits.tighter(limits) != limiter.limits:
+            limiter.tighten(limits)  # two LMs of one model: the stricter limits hold
+        return limiter
 
     def _send_with_retries(self, request: LMRequest, call_id: str
                            ) -> tuple[LMResponse, int, int]:
         """(response, attempts, replies rejected on the way)."""
-        semaphore = self._semaphore(request.model)
+        limiter = self._limiter(request)
+        estimate = estimate_tokens(request)
         max_retries = self._max_retries(request)
         rejected = 0
+        waited_until = 0.0  # the end of a pause this call already sat out
         for attempt in range(max_retries + 1):
             try:
-                with semaphore:  # held only while sending, not while backing off
+                slot = limiter.acquire(estimate, waited_until)  # held only while sending
+                used = None
+                try:
                     response = self.transport.send(request)
+                    used = response.prompt_tokens + response.completion_tokens
+                finally:
+                    limiter.release(slot, used)
                 check_reply(request, response)
                 return response, attempt + 1, rejected
             except TransientLMError as exc:
@@ -248,6 +293,8 @@ class LMClient:
                     error.rejected = rejected  # type: ignore[attr-defined]
                     raise error from exc
                 delay = self._backoff(attempt, exc)
+                if isinstance(exc, RateLimited):
+                    waited_until = limiter.pause(delay)  # every thread waits, not only this one
                 log.info("LM call %s to %s failed (%s); retry %d/%d in %.2fs", call_id,
                          request.model, exc, attempt + 1, max_retries, delay)
                 self._sleep(delay)
@@ -276,7 +323,7 @@ class LMClient:
         delay *= 0.5 + 0.5 * self._rng.random()
         retry_after = getattr(exc, "retry_after", None)  # a server's Retry-After, if known
         if isinstance(retry_after, int | float) and retry_after > delay:
-            delay = min(float(retry_after), self.backoff_max)
+            delay = min(float(retry_after), RETRY_AFTER_MAX_S)
         return delay
 
 
@@ -365,7 +412,7 @@ def _validate(request: LMRequest) -> None:
 
 _LITELLM_LOCK = threading.Lock()
 # Settings lmpc reads itself; never passed to litellm (LMClient does the retrying).
-_OWN_SETTINGS = frozenset({"fallbacks", "model_type", "num_retries"})
+_OWN_SETTINGS = frozenset({"fallbacks", "model_type", "num_retries", *LIMIT_SETTINGS})
 
 
 def _import_litellm() -> Any:
@@ -546,20 +593,43 @@ def _map_error(litellm: Any, model: str, exc: Exception, secrets: list[str]) -> 
         transient = False
     if isinstance(exc, litellm.ContextWindowExceededError):
         return ContextWindowError(message)
-    error = TransientLMError(message) if transient else LMError(message)
     retry_after = _retry_after(exc)
+    if isinstance(exc, litellm.RateLimitError) or status == 429:
+        return RateLimited(message, retry_after)
+    error = TransientLMError(message) if transient else LMError(message)
     if retry_after is not None:
         error.retry_after = retry_after  # type: ignore[attr-defined]
     return error
 
 
 def _retry_after(exc: Exception) -> float | None:
+    """A reply's ``Retry-After`` in seconds: a number, or an HTTP date."""
     response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
+    headers = getattr(response, "headers", None) or getattr(exc, "litellm_response_headers",
+                                                             None)
+    value = headers.get("retry-after") if headers is not None else None
+    return retry_after_seconds(value) if value is not None else None
+
+
+def retry_after_seconds(value: Any, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now (None when it is neither form).
+
+    >>> retry_after_seconds("7")
+    7.0
+    >>> retry_after_seconds("Thu, 01 Jan 1970 00:00:30 GMT", now=10.0)
+    20.0
+    """
     try:
-        return float(headers.get("retry-after")) if headers is not None else None
+        return max(0.0, float(value))
     except (TypeError, ValueError):
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(str(value)).timestamp()
+    except (TypeError, ValueError, IndexError):
         return None
+    return max(0.0, when - (time.time() if now is None else now))
 
 
 def _to_response(litellm: Any, model: str, raw: Any, mode: str) -> LMResponse:

@@ -51,6 +51,15 @@ class TransientLMError(LMError):
     """Timeout, rate limit, 5xx, connection reset: worth retrying with backoff."""
 
 
+class RateLimited(TransientLMError):
+    """The server said: too many requests (HTTP 429). ``retry_after`` is its
+    ``Retry-After`` in seconds, when it sent one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ContextWindowError(LMError):
     """The prompt (plus the requested tokens) does not fit the model's context window.
 

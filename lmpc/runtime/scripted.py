@@ -49,7 +49,8 @@ class ScriptedTransport:
     then ``default``; with none of them an ``LMError`` names the request. A reply that
     is an exception is raised. Like a real API, a reply is cut at the first of the
     request's ``stop`` sequences. ``delay`` seconds are slept per call (for concurrency
-    tests). Every request is kept in ``requests``.
+    tests). Every request is kept in ``requests``, with the time it arrived in
+    ``started``; ``peak_in_flight`` is the most calls it ever had in hand at once.
     """
 
     def __init__(
@@ -68,11 +69,24 @@ class ScriptedTransport:
         self._delay = delay
         self._lock = threading.Lock()
         self.requests: list[LMRequest] = []
+        self.started: list[float] = []  # time.monotonic() of each request's arrival
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     def send(self, request: LMRequest) -> LMResponse:
         with self._lock:
             self.requests.append(request)
+            self.started.append(time.monotonic())
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             reply = self._replies.popleft() if self._replies else None
+        try:
+            return self._answer(request, reply)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, request: LMRequest, reply: Reply | None) -> LMResponse:
         if self._delay:
             time.sleep(self._delay)
         if reply is None:

@@ -158,6 +158,7 @@ def _predictor(program: ProgramIR, predictor: PredictorIR, at: str) -> list[str]
 
 # LM settings lmpc itself computes with: each must be a number of this kind
 _NUMERIC = {"max_tokens": int, "max_completion_tokens": int, "n": int, "num_retries": int,
+            "max_concurrency": int, "rpm": int, "tpm": int,
             "seed": int, "top_k": int, "temperature": float, "top_p": float, "timeout": float,
             "presence_penalty": float, "frequency_penalty": float}
 

@@ -20,6 +20,13 @@ from lmpc.ir import (
 
 # ---------------------------------------------------------------- LMs
 
+# lmpc's own limits of how fast it calls a model (lmpc/runtime/limits.py)
+RATE_SETTINGS = {
+    "max_concurrency": "the most calls to this model in flight at once",
+    "rpm": "requests per minute",
+    "tpm": "tokens per minute (prompt and completion)",
+}
+
 
 def check_lm(decl: ast.LMDecl, ctx: Ctx) -> LMIR:
     """``lm fast = "openai/gpt-4o-mini" { ... }`` -> LMIR (secrets as ``{"env": NAME}``)."""
@@ -49,6 +56,10 @@ def check_lm(decl: ast.LMDecl, ctx: Ctx) -> LMIR:
             else:
                 scope.error("E1307", f"grammar must be true or false, got {value!r}",
                             opt.value.span)
+        elif opt.key in RATE_SETTINGS and (isinstance(value, bool) or not isinstance(
+                value, int) or value < 1):
+            scope.error("E1307", f"{opt.key} must be a whole number >= 1, got {value!r}",
+                        opt.value.span, RATE_SETTINGS[opt.key])
         else:
             for where, why in credential_problems({opt.key: value}):
                 scope.warn("W1901", f"setting '{where}' holds {why} written in the source; "

@@ -109,7 +109,14 @@ class BuildWarning:
     pass_name: str = ""
 
 
-ProgressEvent = PassStarted | Progress | PassFinished | BuildWarning
+@dataclass(frozen=True)
+class BuildNote:
+    """Something the person running the build should know that is not a problem."""
+
+    message: str
+
+
+ProgressEvent = PassStarted | Progress | PassFinished | BuildWarning | BuildNote
 
 
 def _ignore(event: Any) -> None:
