@@ -115,3 +115,77 @@ def test_bad_configuration_is_a_clear_error() -> None:
         build_metric(MetricIR(name="m", kind="f1"), None)
     with pytest.raises(MetricError, match="unknown judge signature"):
         build_metric(MetricIR(name="j", kind="judge", signature="Nope"), ProgramIR(), object())
+
+
+# ---------------------------------------------------------------- feedback (issue 16)
+
+
+def test_numeric_feedback_says_by_how_much_and_which_way() -> None:
+    m = _metric("numeric", tolerance=0.5)
+    fb = m.with_feedback(_ex(a=42), {"a": "about 45"})
+    assert fb.score == 0.0
+    assert fb.feedback == ("numeric: expected a = 42, got 45: off by 3 (too high); "
+                           "allowed error 0.5")
+    assert "too low" in m.feedback(_ex(a=10), {"a": 7.5})
+    assert "not a number" in m.feedback(_ex(a=10), {"a": "ten"})
+    assert m.feedback(_ex(a=10), {"a": "10.2"}).startswith("correct")
+
+
+def test_exact_f1_and_contains_feedback_name_what_was_wanted() -> None:
+    fb = _metric("exact_match").with_feedback(_ex(a="positive"), {"a": "negative"})
+    assert (fb.score, fb.feedback) == (0.0, "exact_match 0.00: expected a = 'positive', "
+                                            "got 'negative'")
+    f1 = _metric("f1").feedback(_ex(a="red green car"), {"a": "green bus"})
+    assert "missing words: car red" in f1 and "extra words: bus" in f1
+    assert "to contain 'sorry'" in _metric("contains", value="sorry").feedback(_ex(), {"a": "no"})
+
+
+def test_judge_feedback_is_its_rationale() -> None:
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
+    from world import LM, World, run_context
+
+    from lmpc.ir import FieldIR, SignatureIR, TypeRef
+
+    def answer(request: object, text: str, name: str) -> str | None:
+        return {"rationale": "the review is upbeat, so negative is wrong",
+                "score": "0"}.get(name)
+
+    s = TypeRef(kind="str")
+    program = ProgramIR(lms={"m": LM}, signatures={"Grade": SignatureIR(
+        name="Grade", inputs=[FieldIR(name="gold_a", type=s), FieldIR(name="a", type=s)],
+        outputs=[FieldIR(name="rationale", type=s),
+                 FieldIR(name="score", type=TypeRef(kind="int"))])})
+    judge = build_metric(MetricIR(name="j", kind="judge", signature="Grade"), program,
+                         run_context(World(answer=answer)))
+    fb = judge.with_feedback(_ex(a="positive"), {"a": "negative"})
+    assert fb.score == 0.0
+    assert fb.feedback == ("judge Grade: score = 0; rationale: the review is upbeat, so "
+                           "negative is wrong")
+
+
+def test_python_metric_is_told_the_predictor_being_optimized(tmp_path: Path) -> None:
+    (tmp_path / "fbmetric.py").write_text(
+        "def score(gold, pred, trace=None, pred_name=None, pred_trace=None):\n"
+        "    ok = pred.outputs['a'] == gold.labels['a']\n"
+        "    steps = [s.predictor for s in pred_trace or []]\n"
+        "    return {'score': float(ok), 'feedback': f'for {pred_name}: {steps} ' +\n"
+        "            ('right' if ok else 'wrong')}\n"
+        "def plain(gold, pred, trace=None):\n"
+        "    return (0.25, 'no focus taken')\n"
+    )
+    program = ProgramIR(base_dir=str(tmp_path))
+    m = build_metric(MetricIR(name="p", kind="python", import_path="fbmetric:score"), program)
+    trace = [TraceStep(predictor="M.a", inputs={}, outputs={}),
+             TraceStep(predictor="M.b", inputs={}, outputs={})]
+    fb = m.with_feedback(_ex(a="x"), Prediction({"a": "y"}, trace), predictor="M.b")
+    assert (fb.score, fb.feedback) == (0.0, "for M.b: ['M.b'] wrong")
+    assert m(_ex(a="x"), {"a": "x"}) == 1.0  # evaluation calls it the DSPy way
+    plain = build_metric(MetricIR(name="q", kind="python", import_path="fbmetric:plain"),
+                         program)
+    assert plain.with_feedback(_ex(), {"a": 1}, predictor="M.b").feedback == "no focus taken"
+    weighted = build_metric(MetricIR(name="w", kind="weighted", parts=[(1.0, "p")]),
+                            program.model_copy(update={"metrics": {"p": MetricIR(
+                                name="p", kind="python", import_path="fbmetric:score")}}))
+    assert "for M.a: ['M.a']" in weighted.with_feedback(
+        _ex(a="x"), Prediction({"a": "x"}, trace), predictor="M.a").feedback

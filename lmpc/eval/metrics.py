@@ -4,7 +4,13 @@ A metric returns a float in 0..1. Without a trace (evaluation) graded metrics ke
 grade; with a trace (bootstrapping, OPTIMIZERS.md) the metric is strict: 1.0 when the
 grade reaches the metric's ``threshold`` option (1.0 by default), else 0.0. Every metric
 also has ``graded(example, prediction)`` (the grade, ignoring traces) and
-``feedback(example, prediction)`` (text for reflective optimizers).
+``with_feedback(example, prediction, predictor=..., trace=...)``: the grade plus a text
+explanation for reflective optimizers (``gepa``, ``simba``). The built-ins explain
+themselves (exact match names what was expected and what came back, ``numeric`` by how
+much it missed, ``f1`` the missing and extra words, an LM judge gives its rationale); a
+Python metric may return ``(score, feedback)``, a dict or an object with ``score`` and
+``feedback``, and is told which predictor is being optimized when it takes DSPy's GEPA
+arguments ``pred_name`` / ``pred_trace``.
 
 >>> from lmpc.ir import MetricIR
 >>> m = build_metric(MetricIR(name="acc", kind="exact_match", field="answer"), None)
@@ -13,6 +19,9 @@ also has ``graded(example, prediction)`` (the grade, ignoring traces) and
 >>> f1 = build_metric(MetricIR(name="f", kind="f1", field="a"), None)
 >>> f1(Example(inputs={}, labels={"a": "red green"}), {"a": "green"})
 0.6666666666666666
+>>> num = build_metric(MetricIR(name="n", kind="numeric", field="x"), None)
+>>> num.with_feedback(Example(inputs={}, labels={"x": 42}), {"x": "40"}).feedback
+'numeric: expected x = 42, got 40: off by 2 (too low)'
 """
 
 from __future__ import annotations
@@ -34,6 +43,30 @@ from lmpc.ir import Example, ExprIR, MetricIR, ModuleIR, PredictorIR, ProgramIR,
 Grader = Callable[[Example, dict[str, Any]], tuple[float, str]]
 
 
+@dataclass(frozen=True)
+class Focus:
+    """What a reflective optimizer is looking at when it asks for feedback: the
+    predictor it is rewriting (None: the whole program) and the run's trace."""
+
+    predictor: str | None = None
+    trace: list[Any] | None = None
+
+    def steps(self) -> list[Any]:
+        """The trace steps of the focused predictor (all steps when there is none)."""
+        steps = list(self.trace or [])
+        if self.predictor is None:
+            return steps
+        return [s for s in steps if getattr(s, "predictor", None) == self.predictor]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A graded score in 0..1 and why (``dspy.Prediction(score=..., feedback=...)``)."""
+
+    score: float
+    feedback: str
+
+
 class MetricError(Exception):
     """A metric that cannot be built or applied (a configuration error, not an LM failure)."""
 
@@ -48,6 +81,8 @@ class Metric:
     kind: str = ""
     uses_lm: bool = False
     parts: list[Metric] = field(default_factory=list)
+    # a grader that can be told the focus (Python metrics taking pred_name/pred_trace)
+    focused: Callable[[Example, dict[str, Any], Focus], tuple[float, str]] | None = None
 
     def __call__(self, example: Example, prediction: Any, trace: Any = None) -> float:
         score = self.graded(example, prediction)
@@ -61,7 +96,21 @@ class Metric:
 
     def feedback(self, example: Example, prediction: Any) -> str:
         """Why the prediction scored what it did, for reflective optimizers."""
-        return self.grader(example, outputs_of(prediction))[1]
+        return self.with_feedback(example, prediction).feedback
+
+    def with_feedback(self, example: Example, prediction: Any, *,
+                      predictor: str | None = None, trace: Any = None) -> Feedback:
+        """The graded score and its explanation; ``predictor`` is the one being optimized
+        (a Python metric taking ``pred_name`` sees it), ``trace`` the run's steps
+        (default: the prediction's own)."""
+        outputs = outputs_of(prediction)
+        if self.focused is not None:
+            if trace is None:
+                trace = getattr(prediction, "trace", None)
+            score, text = self.focused(example, outputs, Focus(predictor, trace))
+        else:
+            score, text = self.grader(example, outputs)
+        return Feedback(float(score), text)
 
 
 def outputs_of(prediction: Any) -> dict[str, Any]:
@@ -108,8 +157,8 @@ def build_metric(
                 f"--allow-tools (or --allow-tool {metric_ir.name}, LMPC_ALLOW_TOOLS)"
             )
         base_dir = program.base_dir if program else "."
-        grader = _python_grader(metric_ir, base_dir)
-        return Metric(metric_ir.name, grader, threshold, kind)
+        grader, focused = _python_grader(metric_ir, base_dir)
+        return Metric(metric_ir.name, grader, threshold, kind, focused=focused)
     raise MetricError(f"metric {metric_ir.name!r}: unknown kind {kind!r}")
 
 
@@ -255,9 +304,44 @@ def _field_feedback(
     if kind == "regex":
         verdict = "matches" if score else "does not match"
         return f"{name} = {got!r} {verdict} /{options.get('pattern')}/"
+    if kind == "numeric":
+        return _numeric_feedback(name, got, label, options, score)
     if score >= 1.0:
         return f"correct: {name} = {got!r}"
-    return f"{kind} {score:.2f}: expected {name} = {label!r}, got {got!r}"
+    if kind == "contains":
+        needle = options.get("value", label)
+        return f"contains: expected {name} to contain {needle!r}, got {got!r}"
+    text = f"{kind} {score:.2f}: expected {name} = {label!r}, got {got!r}"
+    if kind == "f1":
+        want = set(normalize_text(_text(label)).split())
+        have = set(normalize_text(_text(got)).split())
+        if want - have:
+            text += "; missing words: " + " ".join(sorted(want - have))
+        if have - want:
+            text += "; extra words: " + " ".join(sorted(have - want))
+    return text
+
+
+def _numeric_feedback(name: str, got: Any, label: Any, options: dict[str, Any],
+                      score: float) -> str:
+    """By how much a number missed, and in which direction."""
+    have, want = parse_number(got), parse_number(label)
+    if have is None or want is None or math.isnan(have):
+        return f"numeric: expected {name} = {label!r}, got {got!r}, which is not a number"
+    if score >= 1.0:
+        return f"correct: {name} = {_num(have)} (expected {_num(want)})"
+    off = have - want
+    text = (f"numeric: expected {name} = {_num(want)}, got {_num(have)}: off by "
+            f"{_num(abs(off))} ({'too high' if off > 0 else 'too low'})")
+    tolerance = float(options.get("tolerance", 0.0))
+    if tolerance:
+        allowed = tolerance * abs(want) if options.get("relative") else tolerance
+        text += f"; allowed error {_num(allowed)}"
+    return text
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 # ---------------------------------------------------------------- combinations
@@ -284,30 +368,63 @@ def _weighted(
         parts.append((float(weight), part))
     total = sum(weight for weight, _ in parts) or 1.0
 
-    def grade(example: Example, outputs: dict[str, Any]) -> tuple[float, str]:
-        graded = [(w, m, m.grader(example, outputs)) for w, m in parts]
-        score = sum(w * result[0] for w, _, result in graded) / total
-        notes = "; ".join(f"{m.name} ({w:g}): {result[1]}" for w, m, result in graded)
+    def focused(example: Example, outputs: dict[str, Any], focus: Focus) -> tuple[float, str]:
+        graded = [(w, m, m.with_feedback(example, outputs, predictor=focus.predictor,
+                                         trace=focus.trace)) for w, m in parts]
+        score = sum(w * result.score for w, _, result in graded) / total
+        notes = "; ".join(f"{m.name} ({w:g}): {result.feedback}" for w, m, result in graded)
         return min(1.0, max(0.0, score)), notes
+
+    def grade(example: Example, outputs: dict[str, Any]) -> tuple[float, str]:
+        return focused(example, outputs, Focus())
 
     threshold = float(metric_ir.options.get("threshold", 1.0))
     uses_lm = any(m.uses_lm for _, m in parts)
-    return Metric(metric_ir.name, grade, threshold, "weighted", uses_lm, [m for _, m in parts])
+    return Metric(metric_ir.name, grade, threshold, "weighted", uses_lm, [m for _, m in parts],
+                  focused=focused)
 
 
 # ---------------------------------------------------------------- python callables
 
 
-def _python_grader(metric_ir: MetricIR, base_dir: str) -> Grader:
+def _python_grader(metric_ir: MetricIR, base_dir: str) -> tuple[Grader, Any]:
+    """The grader, and one told the focus when ``fn`` takes ``pred_name``/``pred_trace``
+    (DSPy's GEPA metric ``metric(gold, pred, trace, pred_name, pred_trace)``)."""
     fn = load_callable(metric_ir.import_path or "", base_dir, what=f"metric {metric_ir.name!r}")
+    what = f"metric {metric_ir.name!r}"
 
     def grade(example: Example, outputs: dict[str, Any]) -> tuple[float, str]:
         from lmpc.runtime.execute_types import Prediction
 
-        result = fn(example, Prediction(outputs=outputs), None)
-        return coerce_score(result, f"metric {metric_ir.name!r}")
+        return coerce_score(fn(example, Prediction(outputs=outputs), None), what)
 
-    return grade
+    takes = _focus_params(fn)
+    if not takes:
+        return grade, None
+
+    def focused(example: Example, outputs: dict[str, Any], focus: Focus) -> tuple[float, str]:
+        from lmpc.runtime.execute_types import Prediction
+
+        trace = list(focus.trace or [])
+        extra = {"pred_name": focus.predictor, "pred_trace": focus.steps()}
+        result = fn(example, Prediction(outputs=outputs, trace=trace), None,
+                    **{k: v for k, v in extra.items() if k in takes})
+        return coerce_score(result, what)
+
+    return grade, focused
+
+
+def _focus_params(fn: Callable[..., Any]) -> set[str]:
+    """Which of ``pred_name``/``pred_trace`` ``fn`` accepts (both with ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return {"pred_name", "pred_trace"}
+    return {p.name for p in params} & {"pred_name", "pred_trace"}
 
 
 def load_callable(import_path: str, base_dir: str, what: str) -> Callable[..., Any]:
@@ -389,7 +506,7 @@ def _judge_grader(metric_ir: MetricIR, program: ProgramIR, run_ctx: Any) -> Grad
         score = 0.0 if value is None else min(1.0, max(0.0, value / scale))
         notes = " ".join(str(judged[name]) for name in text_fields if judged.get(name))
         verdict = f"judge {signature.name}: {score_field} = {judged.get(score_field)!r}"
-        return score, notes or verdict
+        return score, f"{verdict}; rationale: {notes}" if notes else verdict
 
     return grade
 
