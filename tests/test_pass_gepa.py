@@ -1,0 +1,199 @@
+"""gepa: the package's engine driven through lmpc's adapter, on a scripted world.
+
+The world (``world.py``'s classifier): an instruction containing ``level N`` makes the
+classifier right on texts whose number ``i`` has ``i % 4 < N`` (no level: 1). The
+scripted reflection LM reads the instruction it is shown and writes one ``level`` above
+it (``better``), or one below (``worse``), so the tests know which children must be
+kept and which dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
+
+from world import LM, World, classify_program, examples, pass_context  # noqa: E402
+
+from lmpc.compiler.passes._estimate import workload_of  # noqa: E402
+from lmpc.compiler.passes.gepa import auto_budget, estimate, gepa, metric_budget  # noqa: E402
+from lmpc.runtime.lm_types import LMRequest  # noqa: E402
+
+_LEVEL = re.compile(r"level (\d)")
+
+
+def _level(text: str) -> int:
+    found = _LEVEL.findall(text)
+    return int(found[-1]) if found else 1
+
+
+def make_answer(step: int = 1, junk: int = 0) -> Any:
+    """The scripted world: reflections write ``level + step``; the first ``junk`` replies
+    of each reflection are degenerate (the guard must drop them)."""
+
+    def answer(request: LMRequest, text: str, name: str) -> str | None:
+        content = request.messages[-1]["content"]
+        if name == "new_instruction":
+            if junk and request.rollout // 1000 < junk:
+                return "0.875"
+            current = content.split("## current_instruction ## ]]")[1].split("[[ ##")[0]
+            new = max(0, min(4, _level(current) + step))
+            if step < 0:  # worse drafts, each its own (so none is a duplicate)
+                return f"Classify the sentiment of the review, level {new} (draft " \
+                       f"{request.rollout})."
+            return f"Classify the sentiment of the review, level {new}."
+        if name == "label" and text:
+            level = _level(request.messages[0]["content"])
+            n = int(text.split()[-1])
+            right = "positive" if "good" in text else "negative"
+            wrong = "negative" if right == "positive" else "positive"
+            return right if n % 4 < level else wrong
+        return None
+
+    return answer
+
+
+def setup(step: int = 1, junk: int = 0, n_train: int = 12, n_val: int = 8,
+          **kw: Any) -> tuple[World, Any, Any]:
+    world = World(answer=make_answer(step, junk))
+    prog = classify_program()
+    rows = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(n_train + n_val)]
+    data = examples(rows)
+    ctx = pass_context(world, prog, "Classify", data[:n_train], data[n_train:], **kw)
+    return world, prog, ctx
+
+
+def reflections(world: World) -> list[LMRequest]:
+    return [r for r in world.requests if "`new_instruction`" in r.messages[0]["content"]]
+
+
+def test_a_better_reflection_is_found_and_kept() -> None:
+    world, prog, ctx = setup(step=1)
+    result = gepa(prog, ctx, max_metric_calls=120, use_merge=False)
+    best = result.program.predictors["Classify.c"].signature.instructions
+    assert "level 4" in best
+    tree = result.report["tree"]
+    assert tree[0]["origin"] == "seed" and tree[0]["parents"] == []
+    assert tree[0]["val_score"] == pytest.approx(0.25)
+    assert result.report["best"]["val_score"] == 1.0 == result.candidates[0].score
+    for node in tree[1:]:
+        assert node["origin"] == "reflection" and len(node["parents"]) == 1
+        parent = tree[node["parents"][0]]
+        # each kept child is one level above its parent, written from its feedback
+        assert _level(node["instructions"]["Classify.c"]) == \
+            _level(parent["instructions"]["Classify.c"]) + 1
+        assert node["reflection"]["predictor"] == "Classify.c"
+        assert len(node["val_scores"]) == 8
+    assert prog.predictors["Classify.c"].signature.instructions == "Classify the sentiment."
+
+
+def test_feedback_reaches_the_reflection_prompt() -> None:
+    world, prog, ctx = setup(step=1)
+    gepa(prog, ctx, max_metric_calls=40, use_merge=False)
+    first = reflections(world)[0].messages[-1]["content"]
+    assert "Feedback: exact_match 0.00: expected label = " in first
+    assert "Generated outputs:" in first and "Classify the sentiment." in first
+
+
+def test_a_child_that_does_not_improve_is_dropped() -> None:
+    world, prog, ctx = setup(step=-1)
+    result = gepa(prog, ctx, max_metric_calls=60, use_merge=False)
+    assert reflections(world), "the search reflected"
+    assert [n["index"] for n in result.report["tree"]] == [0]  # no child kept
+    assert result.program == prog
+
+
+def test_skip_perfect_score_reflects_on_nothing() -> None:
+    world, prog, ctx = setup(step=1)
+    prog.predictors["Classify.c"].signature.instructions = "Classify it, level 4."
+    result = gepa(prog, ctx, max_metric_calls=40, use_merge=False)
+    assert reflections(world) == []
+    assert result.report["tree"][0]["val_score"] == 1.0
+    world2, prog2, ctx2 = setup(step=1)
+    prog2.predictors["Classify.c"].signature.instructions = "Classify it, level 4."
+    gepa(prog2, ctx2, max_metric_calls=40, use_merge=False, skip_perfect_score=False)
+    assert reflections(world2)
+
+
+def test_the_guard_drops_junk_reflections_and_asks_again() -> None:
+    world, prog, ctx = setup(step=1, junk=1)
+    result = gepa(prog, ctx, max_metric_calls=60, use_merge=False)
+    guard = result.report["guard"]
+    assert guard["dropped"].get("number", 0) >= 1 and guard["kept"] >= 1
+    assert "level 2" in json.dumps(result.report["tree"])
+
+
+def test_same_seed_same_report() -> None:
+    reports = []
+    for _ in range(2):
+        world, prog, ctx = setup(step=1)
+        reports.append(json.dumps(gepa(prog, ctx, max_metric_calls=80, seed=3).report,
+                                  sort_keys=True))
+    assert reports[0] == reports[1]
+
+
+class Cap:
+    """A budget with a calls cap, counting the scripted transport's requests."""
+
+    def __init__(self, world: World, calls: int) -> None:
+        from lmpc.ir import BudgetIR
+
+        self.world, self.budget, self.exceeded = world, BudgetIR(calls=calls), None
+
+    def used(self) -> dict[str, float]:
+        return {"calls": len(self.world.requests), "cost_usd": 0.0}
+
+    def check(self, calls: int = 1) -> None:
+        from lmpc.compiler.passes.base import BudgetExceeded
+
+        if len(self.world.requests) + calls > self.budget.calls:
+            self.exceeded = "cap"
+            raise BudgetExceeded("cap")
+
+
+def test_budget_stop_keeps_the_best_so_far() -> None:
+    world, prog, ctx = setup(step=1)
+    ctx.budget = Cap(world, 40)
+    result = gepa(prog, ctx, max_metric_calls=1000, use_merge=False)
+    assert result.report["stopped"] == "budget"
+    assert len(world.requests) <= 40
+    tree = result.report["tree"]
+    assert result.report["best"]["val_score"] == max(n["val_score"] for n in tree)
+    assert result.report["best"]["val_score"] >= tree[0]["val_score"]
+
+
+def test_budgets_and_estimate() -> None:
+    assert auto_budget(1, 6, 20) == 460
+    assert metric_budget(1, 10, 20, None, 2, None) == 60
+    world, prog, ctx = setup()
+    work = workload_of(prog, ctx)
+    est = estimate(work.with_cache(True), max_metric_calls=68)
+    # 8 val rows, then (68 - 8) / 6 = 10 iterations: 30 child runs, 12 parent rows (the
+    # cache answers the rest), 10 reflections
+    assert est.calls == 8 + 30 + 12 + 10
+    assert estimate(work.with_cache(False), max_metric_calls=68).calls == 8 + 30 + 30 + 10
+    assert est.max_calls >= est.calls
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_estimate_within_ten_percent_when_children_are_rejected(tmp_path: Path,
+                                                                cache: bool) -> None:
+    from lmpc.runtime.cache import SQLiteCache
+    from lmpc.runtime.context import RunContext
+    from lmpc.runtime.lm import LMClient
+
+    world, prog, ctx = setup(step=-1, n_train=12, n_val=10)
+    client = LMClient(world.transport, cache=SQLiteCache(tmp_path / "c.sqlite") if cache
+                      else None, sleep=lambda s: None)
+    ctx.run_ctx = ctx.prompt_ctx = ctx.reflection_ctx = RunContext(
+        client=client, program_lms={"m": LM}, task_lm=LM)
+    result = gepa(prog, ctx, max_metric_calls=160, use_merge=False)
+    made = client.usage.snapshot()["calls"]
+    assert abs(result.report["projected_calls"] - made) <= 0.1 * made, (
+        result.report["projected_calls"], made)
