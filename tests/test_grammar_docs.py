@@ -10,7 +10,9 @@ import pytest
 from lmpc.grammar.parser import parse
 
 DOC = Path(__file__).parent.parent / "docs" / "language.md"
-BLOCKS = [b for b in re.findall(r"```\n(.*?)```", DOC.read_text(), re.S) if "error[" not in b]
+# untagged fences are .lmp; a tagged one (```python) is another language
+BLOCKS = [b for tag, b in re.findall(r"^```(\w*)\n(.*?)^```", DOC.read_text(), re.S | re.M)
+          if not tag and "error[" not in b]
 
 
 def test_the_reference_has_examples() -> None:

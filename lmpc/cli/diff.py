@@ -160,6 +160,13 @@ def _summary(a: Any, b: Any) -> list[str]:
     passes_b = " then ".join(p.name for p in b.passes) or "none"
     if passes_a != passes_b:
         lines.append(f"passes: {passes_a} -> {passes_b}")
+    from lmpc.cli.tree import tree_summary
+
+    for number, (pa, pb) in enumerate(zip(a.passes, b.passes, strict=False), start=1):
+        old_tree, new_tree = tree_summary(pa.report), tree_summary(pb.report)
+        if (old_tree or new_tree) and old_tree != new_tree:
+            lines.append(f"pass {number} {pb.name} candidate tree: {old_tree or 'none'} -> "
+                         f"{new_tree or 'none'}")
     for split in ("train", "val", "test"):
         old_scores, new_scores = getattr(a.scores, split), getattr(b.scores, split)
         old = old_scores.after if old_scores is not None else None

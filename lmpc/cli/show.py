@@ -92,7 +92,16 @@ def _header(artifact: Any) -> None:
              if scores.train is not None else "")
     click.echo(f"# {train}val {pct(scores.val.before)} -> {pct(scores.val.after)}, "
                f"test {pct(scores.test.before)} -> {pct(scores.test.after)}")
-    click.echo(f"# passes: {' then '.join(p.name for p in artifact.passes) or 'none'}\n")
+    click.echo(f"# passes: {' then '.join(p.name for p in artifact.passes) or 'none'}")
+    from lmpc.cli.tree import render_tree
+
+    for number, record in enumerate(artifact.passes, start=1):
+        tree = render_tree(f"pass {number} {record.name}", record.report)
+        if tree:
+            click.echo("# candidate tree of " + tree[0])
+            for line in tree[1:]:
+                click.echo("# " + line)
+    click.echo("")
 
 
 def render_predictor(program: ProgramIR, module: str, predictor: PredictorIR, ctx: Any) -> str:
