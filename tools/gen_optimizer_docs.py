@@ -30,7 +30,7 @@ What every pass does beyond the reference, so that it never quietly makes things
   `bootstrap_random_search` and `mipro_v2`. Still seeded; the pass report gives the
   class counts of the trainset and of each predictor's demos. `stratify = false`
   samples plainly (`labeled_fewshot(sample = false)` still takes the first k rows).
-- **Proposal guard** (`copro`, `mipro_v2`). A proposed instruction that is empty, a
+- **Proposal guard** (`copro`, `mipro_v2`, `gepa`). A proposed instruction that is empty, a
   number, not prose, a copy of an earlier candidate, an echo of the meta-prompt, or
   off-topic is dropped and asked again at a fresh rollout index (at most twice per
   candidate); the report's `guard` counts what was dropped and why. `lmpc check` and
