@@ -11,6 +11,7 @@ the effects it is about to cause before it starts, and refuses with every blocke
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -150,12 +151,22 @@ def require_effects(program: ProgramIR, module: str, trust: Any, task_lm: LMIR, 
 
 def make_client(no_cache: bool, cache_dir: str | None, transport: Any = None,
                 trust: Any = None) -> Any:
-    """The LM client: litellm (or a test's transport) behind the persistent cache."""
+    """The LM client: litellm (or a test's transport) behind the persistent cache.
+
+    The cache is ``--cache-dir``'s SQLite file if given, else the one ``LMPC_CACHE_URL``
+    names (``postgresql://...``: a cache a team shares), else the default SQLite file.
+    """
     from lmpc.runtime.cache import SQLiteCache
+    from lmpc.runtime.cache_url import open_cache
     from lmpc.runtime.lm import LitellmTransport, LMClient
 
-    cache = None if no_cache else SQLiteCache(Path(cache_dir) / "cache.sqlite"
-                                              if cache_dir else None)
+    url = os.environ.get("LMPC_CACHE_URL", "").strip()
+    if no_cache:
+        cache = None
+    elif cache_dir:
+        cache = SQLiteCache(Path(cache_dir) / "cache.sqlite")
+    else:
+        cache = open_cache(url) if url else SQLiteCache()
     return LMClient(transport or LitellmTransport(trust=trust), cache=cache)
 
 
@@ -169,11 +180,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from lmpc.compiler.pipeline import PipelineError
     from lmpc.eval.data import DataError
     from lmpc.eval.metrics import MetricError
+    from lmpc.runtime.cache import CacheError
     from lmpc.runtime.errors import RuntimeFailure
     from lmpc.runtime.lm_types import LMError
 
     return (CLIError, ArtifactError, PassError, PipelineError, DataError, MetricError,
-            RuntimeFailure, LMError, OSError)
+            RuntimeFailure, LMError, CacheError, OSError)
 
 
 @contextmanager

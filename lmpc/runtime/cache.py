@@ -12,6 +12,10 @@ waits for the holder's reply instead of paying for it too, up to the lease's tim
 lease whose holder died (its process is gone, or its time ran out) is taken over. So two
 builds sharing one cache pay for each distinct request once. The interface (``Cache``:
 get/put, ``LeasingCache``: claim/release) is what another backend must offer.
+
+Backends, chosen by URL (``cache_url.open_cache``; the CLI reads ``LMPC_CACHE_URL``):
+this SQLite file, the embedded default, and PostgreSQL (``cache_postgres``), a cache a
+team shares across machines.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -158,6 +163,24 @@ def _alive(host: str, pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process with that id: alive
     return True
+
+
+class CacheError(RuntimeError):
+    """A cache URL that names no backend, or a shared cache that cannot be reached."""
+
+
+_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^:/@\s]*):[^@\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@host`` hidden.
+
+    >>> redact_url("postgresql://team:s3cret@db.local:5432/lmpc")
+    'postgresql://team:***@db.local:5432/lmpc'
+    >>> redact_url("sqlite:///tmp/c.sqlite")
+    'sqlite:///tmp/c.sqlite'
+    """
+    return _PASSWORD.sub(r"\1:***@", text)
 
 
 def default_cache_path(environ: Mapping[str, str] | None = None) -> Path:
