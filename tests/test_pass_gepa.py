@@ -197,3 +197,126 @@ def test_estimate_within_ten_percent_when_children_are_rejected(tmp_path: Path,
     made = client.usage.snapshot()["calls"]
     assert abs(result.report["projected_calls"] - made) <= 0.1 * made, (
         result.report["projected_calls"], made)
+
+
+# ---------------------------------------------------------------- Pareto front and merges
+
+
+def halves_answer(request: LMRequest, text: str, name: str) -> str | None:
+    """Instructions saying ``even`` / ``odd`` make the classifier right on texts with an
+    even / odd number; a reflection adds the half its feedback shows missing (the
+    first failing example's number decides which)."""
+    content = request.messages[-1]["content"]
+    if name == "new_instruction":
+        current = content.split("## current_instruction ## ]]")[1].split("[[ ##")[0]
+        shown = content.split("## examples_with_feedback ## ]]")[1]
+        wrong = [int(n) for n, fb in re.findall(r"day (\d+)\n.*?Feedback: (\S+)", shown, re.S)
+                 if fb != "correct:"]
+        half = "even" if wrong and wrong[0] % 2 == 0 else "odd"
+        words = sorted({w for w in ("even", "odd") if w in current} | {half})
+        return "Classify the sentiment: handle " + " and ".join(words) + " days."
+    if name == "label" and text:
+        instruction = request.messages[0]["content"]
+        n = int(text.split()[-1])
+        right = "positive" if "good" in text else "negative"
+        wrong = "negative" if right == "positive" else "positive"
+        ok = ("even" in instruction and n % 2 == 0) or ("odd" in instruction and n % 2 == 1)
+        return right if ok else wrong
+    return None
+
+
+def test_pareto_front_bookkeeping_and_parents_from_it() -> None:
+    world = World(answer=halves_answer)
+    prog = classify_program()
+    rows = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(24)]
+    data = examples(rows)
+    ctx = pass_context(world, prog, "Classify", data[:12], data[12:])
+    result = gepa(prog, ctx, max_metric_calls=200, use_merge=False, seed=2)
+    tree, front = result.report["tree"], result.report["pareto_front"]
+    assert len(front) == 12
+    for j, best in enumerate(front):  # the engine's front is the per-example maximum
+        top = max(n["val_scores"][j] for n in tree)
+        assert best == [n["index"] for n in tree if n["val_scores"][j] == top]
+    for node in tree:
+        assert node["best_on"] == sum(node["index"] in b for b in front)
+    assert "even and odd" in result.program.predictors["Classify.c"].signature.instructions
+    assert result.report["best"]["val_score"] == 1.0
+
+
+SWITCH = {"even": "odd", "odd": "even", "low": "high", "high": "low"}
+
+
+def trade_off_answer(request: LMRequest, text: str, name: str) -> str | None:
+    """``Pipe`` with trade-offs: ``label`` is right on even or odd numbers, ``summary`` on
+    low (``n % 4 < 2``) or high ones, as each instruction says; a reflection switches its
+    predictor to the other half. So every candidate is best somewhere (all on the
+    Pareto front) and two siblings that changed different predictors can be merged."""
+    content = request.messages[-1]["content"]
+    if name == "new_instruction":
+        current = content.split("## current_instruction ## ]]")[1].split("[[ ##")[0]
+        half = next(w for w in re.findall(r"\w+", current) if w in SWITCH)
+        return f"Answer from the text: handle {SWITCH[half]} days."
+    if name in ("label", "summary") and text:
+        instruction = request.messages[0]["content"].split("Your objective:")[-1]
+        n = int(text.split()[-1])
+        right = ("positive" if "good" in text else "negative") if name == "label" \
+            else text.split()[0]
+        ok = {"even": n % 2 == 0, "odd": n % 2 == 1, "low": n % 4 < 2, "high": n % 4 >= 2}
+        half = next(w for w in re.findall(r"\w+", instruction) if w in ok)
+        return right if ok[half] else "wrong"
+    if name == "reasoning":
+        return "thinking"
+    return None
+
+
+def test_merge_combines_two_lines_and_is_kept_only_when_good_enough() -> None:
+    from world import pipe_program
+
+    from lmpc.eval.metrics import build_metric
+    from lmpc.ir import MetricIR
+
+    world = World(answer=trade_off_answer)
+    prog = pipe_program()
+    prog.predictors["Pipe.c"].signature.instructions = "Answer from the text: odd days."
+    prog.predictors["Pipe.s"].signature.instructions = "Answer from the text: low days."
+    rows = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(24)]
+    data = examples(rows, with_summary=True)
+    ctx = pass_context(world, prog, "Pipe", data[:12], data[12:])
+    ctx.metric = build_metric(MetricIR(name="w", kind="weighted", parts=[(1.0, "a"), (1.0, "s")]),
+                              prog.model_copy(update={"metrics": {
+                                  "a": MetricIR(name="a", kind="exact_match", field="label"),
+                                  "s": MetricIR(name="s", kind="exact_match",
+                                                field="summary")}}))
+    result = gepa(prog, ctx, max_metric_calls=400, use_merge=True, seed=1)
+    tree = result.report["tree"]
+    merges = [n for n in tree if n["origin"] == "merge"]
+    assert merges, [(n["index"], n["parents"], n["origin"]) for n in tree]
+    for node in merges:
+        a, b = (tree[p] for p in node["parents"])
+        # each predictor's instruction comes from one of the two parents
+        for pid, text in node["instructions"].items():
+            assert text in (a["instructions"][pid], b["instructions"][pid])
+        assert node["instructions"] not in (a["instructions"], b["instructions"])
+        assert node["val_score"] >= min(a["val_score"], b["val_score"])
+        assert "reflection" not in node  # no reflection wrote it
+    assert result.report["best"]["val_score"] == max(n["val_score"] for n in tree)
+    assert len({json.dumps(n["instructions"], sort_keys=True) for n in tree}) == len(tree)
+
+
+def test_the_reflection_lm_writes_the_instructions() -> None:
+    from world import run_context
+
+    from lmpc.compiler.passes._demos import PassError
+
+    world, prog, ctx = setup(step=1)
+    writer = World(answer=make_answer(step=1))
+    ctx.reflection_ctx = run_context(writer)
+    gepa(prog, ctx, max_metric_calls=40, use_merge=False)
+    assert reflections(writer) and not reflections(world)
+    world, prog, ctx = setup(step=1)
+    writer = World(answer=make_answer(step=1))
+    ctx.prompt_ctx = run_context(writer)
+    gepa(prog, ctx, max_metric_calls=40, use_merge=False, reflection_lm="prompt_model")
+    assert reflections(writer) and not reflections(world)
+    with pytest.raises(PassError, match="neither an LM nor an LM role"):
+        gepa(prog, ctx, max_metric_calls=40, reflection_lm="nope")

@@ -126,6 +126,7 @@ class _Adapter:
     tried: dict[str, list[str]] = field(default_factory=dict)
     full_evals: int = 0
     minibatches: int = 0
+    front: list[list[int]] = field(default_factory=list)  # the engine's, per val example
 
     # GEPA reads this attribute: our own proposer writes the new instructions.
     def __post_init__(self) -> None:
@@ -309,6 +310,10 @@ def _reflection_ctx(program: ProgramIR, ctx: PassContext, name: str | None) -> A
 
 
 def _tree_from_result(result: Any, adapter: _Adapter) -> list[dict[str, Any]]:
+    fronts = getattr(result, "per_val_instance_best_candidates", {}) or {}
+    if isinstance(fronts, dict):
+        fronts = [fronts[k] for k in sorted(fronts)]
+    adapter.front = [sorted(int(i) for i in best) for best in fronts]
     return _tree(list(result.candidates), [list(p or []) for p in result.parents],
                  [list(_values(s)) for s in result.val_subscores],
                  list(result.discovery_eval_counts), adapter)
@@ -380,6 +385,11 @@ def _front(subscores: list[list[float]]) -> dict[int, int]:
 def _result(program: ProgramIR, adapter: _Adapter, tree: list[dict[str, Any]],
             report: dict[str, Any]) -> PassResult:
     report["tree"] = tree
+    # per validation example, the candidates best on it (the engine's Pareto front)
+    report["pareto_front"] = adapter.front or [
+        sorted(i for i, n in enumerate(tree) if n["val_scores"] and
+               n["val_scores"][j] == max(m["val_scores"][j] for m in tree))
+        for j in range(len(tree[0]["val_scores"]) if tree else 0)]
     report["guard"] = adapter.guard.report()
     report["reflections"] = len(adapter.reflections)
     scored = [n for n in tree if n["val_score"] is not None]
