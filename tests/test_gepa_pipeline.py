@@ -48,19 +48,20 @@ optimize Classify with acc on days {
   lm: m
   seed: 1
   bootstrap_fewshot(max_bootstrapped_demos = 0, max_labeled_demos = 0)
-  then gepa(max_metric_calls = %(calls)d, use_merge = false, seed = %(seed)d)
+  then %(middle)s
   then ensemble(top = 2)
 }
 """
 
 
-def project(folder: Path, calls: int = 100, seed: int = 0) -> Path:
+def project(folder: Path, calls: int = 100, seed: int = 0, middle: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rows = [{"text": f"good day {i}" if i % 3 else f"bad day {i}",
              "label": "positive" if i % 3 else "negative"} for i in range(28)]
     (folder / "days.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = folder / "days.lmp"
-    path.write_text(SOURCE % {"calls": calls, "seed": seed})
+    middle = middle or f"gepa(max_metric_calls = {calls}, use_merge = false, seed = {seed})"
+    path.write_text(SOURCE % {"middle": middle})
     return path
 
 
@@ -94,3 +95,16 @@ def test_composed_build_is_reproducible_and_readable(tmp_path: Path) -> None:
     diffed = CliRunner().invoke(main, ["diff", str(tmp_path / "a.json"),
                                        str(tmp_path / "c.json")])
     assert "pass 2 gepa candidate tree:" in diffed.output, diffed.output
+
+
+def test_simba_composes_and_is_reproducible(tmp_path: Path) -> None:
+    source = project(tmp_path / "p", middle="simba(bsize = 6, num_candidates = 2, "
+                     "max_steps = 2, max_demos = 2)")
+    first = build(source, tmp_path / "a.json")
+    build(source, tmp_path / "b.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert first["scores"]["val"]["after"] >= first["scores"]["val"]["before"]
+    artifact = json.loads((tmp_path / "a.json").read_text())
+    assert [p["name"] for p in artifact["passes"]] == ["bootstrap_fewshot", "simba",
+                                                       "ensemble"]
+    assert artifact["passes"][1]["report"]["steps"]

@@ -30,7 +30,7 @@ What every pass does beyond the reference, so that it never quietly makes things
   `bootstrap_random_search` and `mipro_v2`. Still seeded; the pass report gives the
   class counts of the trainset and of each predictor's demos. `stratify = false`
   samples plainly (`labeled_fewshot(sample = false)` still takes the first k rows).
-- **Proposal guard** (`copro`, `mipro_v2`, `gepa`). A proposed instruction that is empty, a
+- **Proposal guard** (`copro`, `mipro_v2`, `gepa`, `simba`). A proposed instruction that is empty, a
   number, not prose, a copy of an earlier candidate, an echo of the meta-prompt, or
   off-topic is dropped and asked again at a fresh rollout index (at most twice per
   candidate); the report's `guard` counts what was dropped and why. `lmpc check` and
@@ -42,6 +42,12 @@ What every pass does beyond the reference, so that it never quietly makes things
   made for every pass and the whole build over a grid of settings
   (`tests/test_dry_run_grid.py`). The build records each pass's projection in its
   report (`dry_run`) and draws its progress against it.
+- **Reflective passes** (`gepa`, `simba`). They read the metric's feedback (see
+  "Feedback" in language.md): `gepa` is the `gepa` package's engine driven through
+  lmpc's IR, runtime and reflection LM, and records its whole candidate tree (parents,
+  per-example val scores, the reflection behind each child), which `lmpc show` draws;
+  it returns the best candidate on val, the input among them. `simba` picks on the
+  trainset as DSPy does, then keeps the input when the pick is worse on val.
 - **No silent regressions**. When the optimized program scores below the unoptimized
   one on val (train when there is no val split), `lmpc build` says so (W1607) beside
   its summary; the artifact still holds what the pipeline produced.

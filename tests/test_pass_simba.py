@@ -1,0 +1,173 @@
+"""simba: sampling, buckets, both strategies, the final pick, budget and estimate.
+
+The scripted world: the classifier is right on ``day N`` when ``(N + rollout) % 4 <
+level`` (``level`` from the last ``level k`` in its instructions, else 1), so the runs
+of one example at different rollouts disagree and buckets have spread; a prompt that
+shows a demo raises the level by one. The advice writer proposes one level above the
+instruction it is shown.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
+
+from world import LM, World, classify_program, examples, pass_context  # noqa: E402
+
+from lmpc.compiler.passes._estimate import workload_of  # noqa: E402
+from lmpc.compiler.passes.simba import (  # noqa: E402
+    _Pool,
+    estimate,
+    percentile,
+    simba,
+    softmax_sample,
+)
+from lmpc.runtime.lm_types import LMRequest  # noqa: E402
+
+_LEVEL = re.compile(r"level (\d)")
+
+
+def _level(text: str) -> int:
+    found = _LEVEL.findall(text)
+    return int(found[-1]) if found else 1
+
+
+def answer(request: LMRequest, text: str, name: str) -> str | None:
+    content = request.messages[-1]["content"]
+    if name == "advice":
+        current = content.split("## current_instruction ## ]]")[1].split("[[ ##")[0]
+        return f"Read the whole review first, level {min(4, _level(current) + 1)}."
+    if name == "label" and text:
+        level = _level(request.messages[0]["content"]) + (len(request.messages) > 2)
+        n = int(text.split()[-1])
+        right = "positive" if "good" in text else "negative"
+        wrong = "negative" if right == "positive" else "positive"
+        return right if (n + request.rollout) % 4 < level else wrong
+    return None
+
+
+def setup(n_train: int = 16, n_val: int = 8, **kw: Any) -> tuple[World, Any, Any]:
+    world = World(answer=answer)
+    prog = classify_program()
+    rows = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(n_train + n_val)]
+    data = examples(rows)
+    ctx = pass_context(world, prog, "Classify", data[:n_train], data[n_train:], **kw)
+    return world, prog, ctx
+
+
+def advice_requests(world: World) -> list[LMRequest]:
+    return [r for r in world.requests if "`advice`" in r.messages[0]["content"]]
+
+
+def test_softmax_sampling_favours_better_programs_and_keeps_the_baseline() -> None:
+    pool = _Pool([None] * 4, {0: [], 1: [0.2], 2: [0.9], 3: [0.5]})
+    assert pool.top_k_plus_baseline(2) == [2, 0]  # the baseline replaces the last slot
+    assert pool.top_k_plus_baseline(4) == [2, 3, 1, 0]
+    rng = random.Random(1)
+    draws = [softmax_sample(rng, pool, [0, 1, 2, 3], 0.2) for _ in range(2000)]
+    assert draws.count(2) > draws.count(3) > draws.count(1) > draws.count(0)
+    cold = [softmax_sample(rng, pool, [0, 1, 2, 3], 100.0) for _ in range(2000)]
+    assert min(cold.count(i) for i in range(4)) > 400  # a hot softmax is near uniform
+    assert percentile([0, 0.5, 1, 1], 10) == pytest.approx(0.15)
+
+
+def test_buckets_put_the_most_varied_examples_first() -> None:
+    world, prog, ctx = setup()
+    result = simba(prog, ctx, bsize=8, num_candidates=3, max_steps=2, max_demos=2)
+    for step in result.report["steps"]:
+        stats = [tuple(b["stats"]) for b in step["buckets"]]
+        assert stats == sorted(stats, reverse=True)
+        assert stats[0][0] > 0  # the runs disagree on some example
+        assert len(step["candidates"]) == 4  # num_candidates + 1
+        assert step["winner"] == max(step["candidates"], key=lambda c: c["score"])["index"]
+    sampled = [r for r in world.requests if r.settings.get("temperature") == 1.0]
+    assert {r.rollout for r in sampled} == {0, 1, 2}
+
+
+def test_both_strategies_and_the_final_pick() -> None:
+    world, prog, ctx = setup()
+    result = simba(prog, ctx, bsize=8, num_candidates=3, max_steps=4, max_demos=2)
+    cands = [c for s in result.report["steps"] for c in s["candidates"]]
+    demos = [c for c in cands if c["strategy"] == "append_a_demo" and c["applied"]]
+    rules = [c for c in cands if c["strategy"] == "append_a_rule" and c["applied"]]
+    assert demos and rules
+    assert all(c["demos_added"] == ["Classify.c"] for c in demos)
+    assert all("Read the whole review first, level" in c["rules"]["Classify.c"] for c in rules)
+    # the advice writer saw a better and a worse run with their feedback
+    shown = advice_requests(world)[0].messages[-1]["content"]
+    assert "[[ ## better_run ## ]]" in shown and "feedback: exact_match 0.00: expected" in shown
+    final = result.report["final"]
+    assert final[0]["index"] == 0  # the unchanged program is always a finalist
+    assert result.report["picked"] == max(final, key=lambda r: r["train_score"])["index"]
+    best = result.program.predictors["Classify.c"]
+    assert _level(best.signature.instructions) + bool(best.demos) > 1
+    assert result.candidates[0].score == max(r["train_score"] for r in final)
+    check = result.report["val_check"]
+    assert check["picked"] >= check["input"]
+
+
+def test_no_demos_with_max_demos_zero() -> None:
+    world, prog, ctx = setup()
+    result = simba(prog, ctx, bsize=8, num_candidates=2, max_steps=2, max_demos=0)
+    cands = [c for s in result.report["steps"] for c in s["candidates"]]
+    assert {c["strategy"] for c in cands} == {"append_a_rule"}
+    assert not result.program.predictors["Classify.c"].demos
+
+
+def test_same_seed_same_report() -> None:
+    reports = []
+    for _ in range(2):
+        world, prog, ctx = setup()
+        reports.append(json.dumps(simba(prog, ctx, bsize=6, num_candidates=2,
+                                        max_steps=2).report, sort_keys=True, default=str))
+    assert reports[0] == reports[1]
+
+
+class Cap:
+    def __init__(self, world: World, calls: int) -> None:
+        from lmpc.ir import BudgetIR
+
+        self.world, self.budget, self.exceeded = world, BudgetIR(calls=calls), None
+
+    def used(self) -> dict[str, float]:
+        return {"calls": len(self.world.requests), "cost_usd": 0.0}
+
+    def check(self, calls: int = 1) -> None:
+        from lmpc.compiler.passes.base import BudgetExceeded
+
+        if len(self.world.requests) + calls > self.budget.calls:
+            self.exceeded = "cap"
+            raise BudgetExceeded("cap")
+
+
+def test_budget_stop_keeps_the_best_winner_so_far() -> None:
+    world, prog, ctx = setup()
+    ctx.budget = Cap(world, 60)
+    result = simba(prog, ctx, bsize=8, num_candidates=3, max_steps=8)
+    assert result.report["stopped"] == "budget"
+    assert result.report["picked"] in result.report["winners"]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_estimate_within_ten_percent(tmp_path: Path, cache: bool) -> None:
+    from lmpc.runtime.cache import SQLiteCache
+    from lmpc.runtime.context import RunContext
+    from lmpc.runtime.lm import LMClient
+
+    world, prog, ctx = setup(n_train=16, n_val=8)
+    client = LMClient(world.transport, cache=SQLiteCache(tmp_path / "c.sqlite") if cache
+                      else None, sleep=lambda s: None)
+    ctx.run_ctx = ctx.prompt_ctx = RunContext(client=client, program_lms={"m": LM},
+                                              task_lm=LM)
+    result = simba(prog, ctx, bsize=8, num_candidates=3, max_steps=4)
+    made = client.usage.snapshot()["calls"]
+    projected = estimate(workload_of(prog, ctx), bsize=8, num_candidates=3, max_steps=4).calls
+    assert abs(projected - made) <= 0.1 * made, (projected, made, result.report["advice_asked"])
