@@ -126,9 +126,10 @@ def _outputs(chosen: list[tuple[int, OptimizeIR]], output: str | None) -> list[P
 
 def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: Any, out: Path,
               seed: int | None, lm_name: str | None, threads: int | None,
-              progress: Callable[[dict[str, Any]], None], trust: Any = None
-              ) -> dict[str, Any]:
-    """Run one optimize block, write its artifact, return the summary."""
+              progress: Callable[[dict[str, Any]], None], trust: Any = None,
+              keep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one optimize block, write its artifact, return the summary (and put the
+    ``BuildResult`` in ``keep["result"]``, for the Python API)."""
     from lmpc.compiler.artifact import check_no_secrets, write_artifact
     from lmpc.compiler.pipeline import run_optimize
 
@@ -138,6 +139,8 @@ def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: A
     result = run_optimize(program, optimize, client=client, seed=seed, progress=progress,
                           lm_override=lm_name, threads=threads, trust=trust)
     write_artifact(to_artifact(result, index), out)
+    if keep is not None:
+        keep["result"] = result
     spent = {k: v - usage_before.get(k, 0) for k, v in client.usage.snapshot().items()
              if isinstance(v, int | float)}
     return {
