@@ -23,6 +23,7 @@ COMMANDS = {
     "show": "show",
     "diff": "diff",
     "test": "test",
+    "serve": "serve",
 }
 
 
