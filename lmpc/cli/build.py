@@ -173,6 +173,7 @@ def to_artifact(result: Any, optimize_index: int) -> Any:
         DatasetRecord,
         PassRecord,
         Scores,
+        TrialRecord,
         UsageRecord,
         program_subset,
     )
@@ -184,6 +185,7 @@ def to_artifact(result: Any, optimize_index: int) -> Any:
         name=r.name, params=jsonable(r.params), seed=r.seed,
         candidates=[CandidateRecord(label=c.label, score=c.score) for c in r.candidates],
         report=jsonable(r.report), usage=UsageRecord(**r.usage), stopped=r.stopped,
+        trajectory=[TrialRecord(**t) for t in getattr(r, "trajectory", [])],
     ) for r in result.passes]
     return Artifact(
         program=result.module, metric=result.metric, task_lm=result.task_lm.name,
@@ -191,7 +193,55 @@ def to_artifact(result: Any, optimize_index: int) -> Any:
         datasets=[DatasetRecord(**d) for d in result.datasets], splits=result.splits, ir=ir,
         passes=passes, scores=Scores.model_validate(result.scores),
         usage=UsageRecord(**result.usage), budget_stop=result.budget_stop,
+        examples=example_records(result), baseline=dict(getattr(result, "original", {})),
     )
+
+
+MAX_EXAMPLES = 1000  # per split kept for the report; the scores cover every example
+CLIP = 300  # characters of a string value kept for the report
+
+
+def example_records(result: Any) -> dict[str, Any]:
+    """Per scored split, each example's inputs, labels, and score and outputs before
+    and after (what `lmpc report` shows as wins and losses)."""
+    from pathlib import PurePath
+
+    from lmpc.compiler.artifact import ExampleRecord
+
+    records: dict[str, Any] = {}
+    for split, examples in getattr(result, "examples", {}).items():
+        before, after = result.before.get(split), result.after.get(split)
+        if before is None or after is None:
+            continue
+        rows = []
+        for i, example in enumerate(examples[:MAX_EXAMPLES]):
+            path, _, line = example.source.rpartition(":")
+            source = f"{PurePath(path).name}:{line}" if path else example.source
+            rows.append(ExampleRecord(
+                source=source, inputs=_clip(jsonable(example.inputs)),
+                labels=_clip(jsonable(example.labels)),
+                before=before.scores[i], after=after.scores[i],
+                outputs_before=_shown_outputs(before.predictions[i]),
+                outputs_after=_shown_outputs(after.predictions[i])))
+        records[split] = rows
+    return records
+
+
+def _shown_outputs(prediction: Any) -> dict[str, Any] | None:
+    if prediction is None:
+        return None
+    shown = {k: v for k, v in prediction.outputs.items() if k != "trajectory"}
+    return _clip(jsonable(shown))
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= CLIP else value[:CLIP] + "…"
+    if isinstance(value, dict):
+        return {k: _clip(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clip(v) for v in value[:20]]
+    return value
 
 
 def jsonable(value: Any) -> Any:

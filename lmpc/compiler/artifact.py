@@ -26,11 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lmpc.credentials import credential_problems
 from lmpc.files import ARTIFACT_LIMIT, FileProblem, is_regular, read_text
-from lmpc.ir import ProgramIR, SourceIR, TypeRef
+from lmpc.ir import PredictorIR, ProgramIR, SourceIR, TypeRef
 from lmpc.runtime.validate import program_problems
 from lmpc.version import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# 2 added what `lmpc report` reads: pass trajectories, per-example scores, the
+# unoptimized predictors. A version-1 artifact still loads (and runs); its report says
+# what it does not record.
+READABLE_VERSIONS = (1, 2)
 FLOAT_DIGITS = 6
 
 
@@ -81,6 +85,35 @@ class CandidateRecord(Strict):
     score: float
 
 
+class TrialRecord(Strict):
+    """One scored candidate or trial of a pass, in the order they were scored: its
+    score, the best so far, and the pass's LM work (requests, tokens) and examples
+    evaluated up to it. Recorded by the driver from the pass's progress events, so a
+    new pass gets one by reporting its candidates (``ctx.emit(..., score=,
+    finished=True)``)."""
+
+    label: str = ""
+    score: float
+    best: float | None = None
+    lm_requests: int = 0
+    tokens: int = 0
+    examples: int = 0
+
+
+class ExampleRecord(Strict):
+    """One scored example of val or test: what it asked (long values clipped), the
+    expected labels, the score and outputs before and after optimization (None:
+    the run failed)."""
+
+    source: str = ""  # "classify.jsonl:12"
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[str, Any] = Field(default_factory=dict)
+    before: float | None = None
+    after: float | None = None
+    outputs_before: dict[str, Any] | None = None
+    outputs_after: dict[str, Any] | None = None
+
+
 class PassRecord(Strict):
     """One pass of the pipeline: what it was asked, what it tried, what it cost."""
 
@@ -91,12 +124,13 @@ class PassRecord(Strict):
     report: dict[str, Any] = Field(default_factory=dict)
     usage: UsageRecord = Field(default_factory=UsageRecord)
     stopped: str | None = None  # why the pass stopped early (budget)
+    trajectory: list[TrialRecord] = Field(default_factory=list)
 
 
 class Artifact(Strict):
     """The whole artifact file."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     compiler_version: str = __version__
     program: str
     metric: str | None = None
@@ -110,6 +144,8 @@ class Artifact(Strict):
     scores: Scores = Field(default_factory=Scores)
     usage: UsageRecord = Field(default_factory=UsageRecord)
     budget_stop: str | None = None
+    examples: dict[str, list[ExampleRecord]] = Field(default_factory=dict)  # by split
+    baseline: dict[str, PredictorIR] = Field(default_factory=dict)  # before the passes
 
 
 def artifact_json_schema() -> dict[str, Any]:
@@ -349,10 +385,11 @@ def read_artifact(path: str | Path) -> Artifact:
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ArtifactError(f"{path}: not an lmpc artifact (no schema_version)")
     version = data["schema_version"]
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ArtifactError(
             f"{path}: artifact schema version {version!r} is not supported by lmpc "
-            f"{__version__} (it reads version {SCHEMA_VERSION}); rebuild it"
+            f"{__version__} (it reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); rebuild it"
         )
     try:
         artifact = Artifact.model_validate(data)

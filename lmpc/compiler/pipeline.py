@@ -110,6 +110,9 @@ class PassRun:
     report: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
     stopped: str | None = None
+    # every scored candidate or trial, in order: its score, the best so far and the
+    # pass's LM work at that moment (what `lmpc report` plots)
+    trajectory: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -128,6 +131,8 @@ class BuildResult:
     passes: list[PassRun]
     usage: dict[str, Any]
     budget_stop: str | None = None
+    examples: dict[str, list[Example]] = field(default_factory=dict)  # the scored splits
+    original: dict[str, Any] = field(default_factory=dict)  # predictor id -> PredictorIR
 
     @property
     def scores(self) -> dict[str, dict[str, float | None]]:
@@ -249,6 +254,8 @@ def run_optimize(
         program=final, module=module, metric=metric_ir.name, task_lm=task_lm, seed=seed,
         splits=sizes, datasets=_dataset_records(program, dataset, splits),
         before=before, after=after, passes=runs, usage=usage, budget_stop=tracker.exceeded,
+        examples={split: splits[split] for split in scored_splits(splits)},
+        original={p.id: p for p in program.predictors_of(module)},
     )
 
 
@@ -368,6 +375,7 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             attribution={"pass": pass_ir.name, "index": index})
         metric = build_metric(metric_ir, current, run_ctx.derive(
             attribution={"pass": pass_ir.name, "index": index, "metric": "judge"}))
+        run = PassRun(name=pass_ir.name, params=params, seed=seed)
         ctx = PassContext(
             module=module, trainset=list(splits["train"]), valset=list(splits["val"]),
             metric=metric, run_ctx=run_ctx,
@@ -375,13 +383,12 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             prompt_ctx=_role_ctx(current, optimize, run_ctx, "prompt_model"),
             reflection_ctx=_role_ctx(current, optimize, run_ctx, "reflection"),
             seed=seed, threads=threads, candidates=candidates,
-            progress=emit,
+            progress=_recording(emit, run, meter),
             budget=tracker if tracker.limited else None,
             metric_field=_metric_field(current, metric_ir),
             pass_name=pass_ir.name,
             requests=lambda meter=meter: int(meter.snapshot()["lm_requests"]),
         )
-        run = PassRun(name=pass_ir.name, params=params, seed=seed)
         emit(PassStarted(pass_ir.name, index, len(optimize.passes), plan[index]["calls"],
                          plan[index]["requests"]))
         result = _call_pass(fn, current, ctx, params, run)
@@ -398,6 +405,24 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             log.warning("budget reached in pass %s: %s", pass_ir.name, tracker.exceeded)
             break
     return runs, current
+
+
+def _recording(emit: ProgressFn, run: PassRun, meter: MeteredClient) -> ProgressFn:
+    """``emit``, keeping each scored unit of work (a ``Progress`` that is ``finished``
+    and has a score: a candidate, a trial) in ``run.trajectory``. Any pass that reports
+    its candidates this way gets a trajectory in the artifact, with no code of its own."""
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, Progress) and event.finished and event.score is not None:
+            work = meter.snapshot()
+            run.trajectory.append({
+                "label": event.label, "score": event.score, "best": event.best,
+                "lm_requests": int(work["lm_requests"]),
+                "tokens": int(work["prompt_tokens"] + work["completion_tokens"]),
+                "examples": event.examples})
+        emit(event)
+
+    return on_event
 
 
 def _metric_field(program: ProgramIR, metric_ir: Any) -> str | None:
