@@ -3,6 +3,7 @@ scripted LM that routes tickets by keywords (through the real adapter and parser
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -69,4 +70,54 @@ def built_router(folder: Path, transport: Any = None) -> Path:
     source = copy_classify(folder)
     built = lmpc.build(source, output=folder / "build" / "Router.json", cache=False,
                        transport=transport or keyword_transport())
+    return built.artifact
+
+
+# ---------------------------------------------------------------- a MIPROv2 build
+
+_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n|\Z)", re.S)
+_ASKED = re.compile(r"`\[\[ ## (\w+) ## \]\]`")
+_LEVEL = re.compile(r"level (\d)")
+
+
+def chat_reply(request: Any) -> str:
+    """A chat model for the whole quick start under MIPROv2: it writes instructions
+    ("level N"), answers the proposer's other questions, and routes a ticket right
+    more often the higher the level its instructions carry — so trials differ."""
+    system = request.messages[0]["content"]
+    last = request.messages[-1]["content"]
+    asked = [n for n in dict.fromkeys(_ASKED.findall(last)) if n != "completed"]
+    given = dict(_FIELD.findall(last))
+    out = {}
+    for name in asked:
+        if name == "proposed_instruction":
+            out[name] = f"Route the ticket to its team, level {request.rollout % 4 + 1}."
+        elif name == "category":
+            ticket = given.get("ticket", "")
+            level = _LEVEL.search(system)
+            right = category_of(ticket)
+            wrong = "account" if right != "account" else "billing"
+            n = sum(map(ord, ticket)) % 4
+            out[name] = right if n < (int(level.group(1)) if level else 1) else wrong
+        else:
+            out[name] = f"a {name} of the task"
+    return "".join(f"[[ ## {k} ## ]]\n{v}\n\n" for k, v in out.items()) + \
+        "[[ ## completed ## ]]"
+
+
+MIPRO = ("mipro_v2(auto = none, num_candidates = 3, num_trials = 7, minibatch_size = 20, "
+         "minibatch_full_eval_steps = 3, storage = \"memory\")")
+
+
+def built_mipro_router(folder: Path) -> Path:
+    """The quick start's program optimized by MIPROv2 on a scripted chat model."""
+    import lmpc
+
+    source = copy_classify(folder)
+    text = source.read_text()
+    text = text.replace("knn_fewshot(k = 4)", MIPRO).replace("lm: local", "lm: chat")
+    text = 'lm chat = "openai/scripted" { temperature: 0.0 }\n' + text
+    source.write_text(text)
+    built = lmpc.build(source, output=folder / "build" / "Router.json", cache=False,
+                       transport=ScriptedTransport(fn=chat_reply))
     return built.artifact

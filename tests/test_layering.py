@@ -33,6 +33,7 @@ LAYERS: dict[str, set[str]] = {
     "lmpc.cli": {"*"},
     "lmpc.api": {"*"},
     "lmpc.serve": {"*"},
+    "lmpc.report": {"*"},
     "lmpc": {"*"},
 }
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "diff": "diff",
     "test": "test",
     "serve": "serve",
+    "report": "report",
 }
 
 
