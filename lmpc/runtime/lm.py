@@ -2,8 +2,9 @@
 a per-model concurrency limit and usage accounting.
 
 ``LitellmTransport`` reaches any model litellm can (hosted APIs, Ollama, vLLM, a llama.cpp
-server) and the embedded ``local/...`` model. litellm is imported only when the first
-request is sent, because importing it takes seconds.
+server) and the embedded ``local/...`` model. Importing litellm takes seconds, so it is
+imported only when the first request to a hosted model is sent: never for the embedded
+models (called directly), for cache hits, or for a command that calls no LM.
 
 >>> from lmpc.runtime.scripted import ScriptedTransport
 >>> transport = ScriptedTransport(replies=[TransientLMError("timeout"), "Paris"])
@@ -19,11 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -432,9 +433,10 @@ class LitellmTransport:
     time; their values never reach a log, an error or the cache. ``settings["fallbacks"]``
     lists models tried in order when the primary fails: a model string (inheriting the
     sampling settings but not keys or endpoints) or ``{"model": ..., **settings}``.
-    Models named ``local/...`` are the embedded models of ``lmpc.runtime.local_model``.
-    With a ``trust``, every target is checked first (``Trust.guard_request``): an
-    ``env.NAME`` secret goes only to a default or allowed endpoint.
+    Models named ``local/...`` are the embedded models of ``lmpc.runtime.local_model``,
+    called in this process without litellm. With a ``trust``, every target is checked
+    first (``Trust.guard_request``): an ``env.NAME`` secret goes only to a default or
+    allowed endpoint.
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None,
@@ -471,24 +473,13 @@ class LitellmTransport:
         secrets = literal_secrets(settings)  # masked in errors like the env ones
         kwargs = self._kwargs(request, model, settings, secrets)  # fails fast, before import
         if model.startswith("local/"):
-            from lmpc.runtime.local_model import load_local_model, register_local_provider
-
-            load_local_model(model)  # load (or fail clearly) outside litellm's timeout
-            litellm = _import_litellm()
-            register_local_provider(litellm)
-        else:
-            litellm = _import_litellm()
-        # litellm's text_completion hands a custom provider the prompt as one user
-        # message and wraps a second logging layer around it: for the embedded models,
-        # sending that message directly is the same request at half the overhead.
-        shape = "chat" if model.startswith("local/") else request.mode
-        quiet = _unlogged(litellm) if model.startswith("local/") else nullcontext()
+            return _send_local(request, model, kwargs)
+        litellm = _import_litellm()
         try:
-            with quiet:
-                raw = _call(litellm, shape, model, request, kwargs)
+            raw = _call(litellm, request.mode, model, request, kwargs)
         except Exception as exc:
             raise _map_error(litellm, model, exc, secrets) from None
-        return _to_response(litellm, model, raw, shape)
+        return _to_response(litellm, model, raw, request.mode)
 
     def _kwargs(self, request: LMRequest, model: str, settings: Mapping[str, Any],
                 secrets: list[str]) -> dict[str, Any]:
@@ -507,30 +498,48 @@ class LitellmTransport:
         return kwargs
 
 
+def _send_local(request: LMRequest, model: str, kwargs: dict[str, Any]) -> LMResponse:
+    """An embedded-model call, in this process.
+
+    It goes straight to the model: importing litellm alone takes seconds, and its
+    per-call handling cost 2-4 ms of CPU. Only when litellm is already imported and
+    someone listens to its callbacks (a user's tracing) does the call go through litellm's
+    custom-provider hook, so their traces still see it.
+    """
+    from lmpc.runtime.local_model import load_local_model, render_messages, sampling
+
+    local = load_local_model(model)  # load (or fail clearly) before any timeout runs
+    litellm = sys.modules.get("litellm")
+    if litellm is not None and _listening(litellm):
+        from lmpc.runtime.local_model import register_local_provider
+
+        register_local_provider(litellm)
+        try:  # as a chat call: text_completion would wrap a second logging layer around it
+            raw = _call(litellm, "chat", model, request, kwargs)
+        except Exception as exc:
+            raise _map_error(litellm, model, exc, []) from None
+        return _to_response(litellm, model, raw, "chat")
+    try:
+        generation = local.generate(render_messages(_messages(request)), **sampling(kwargs))
+    except LMError as exc:
+        raise type(exc)(f"{model}: {exc}") from None
+    return LMResponse(text=generation.text, prompt_tokens=generation.prompt_tokens,
+                      completion_tokens=generation.completion_tokens, cost_usd=0.0,
+                      finish_reason=generation.finish_reason or "stop")
+
+
+def _listening(litellm: Any) -> bool:
+    """Whether a callback is registered with litellm (someone traces its calls)."""
+    names = ("callbacks", "success_callback", "_async_success_callback", "input_callback",
+             "failure_callback")
+    return any(getattr(litellm, name, None) for name in names)
+
+
 def _call(litellm: Any, shape: str, model: str, request: LMRequest,
           kwargs: dict[str, Any]) -> Any:
     if shape == "text":
         return litellm.text_completion(model=model, prompt=request.prompt, **kwargs)
     return litellm.completion(model=model, messages=_messages(request), **kwargs)
-
-
-def _unlogged(litellm: Any) -> AbstractContextManager[Any]:
-    """Skip litellm's success logging of one embedded-model call when nobody listens.
-
-    After every call litellm builds a standard logging payload and runs its callbacks on
-    a background thread: about 0.7 ms of CPU per call that competes with the model's
-    threads, even with no callback registered. Its internal-sub-call flag skips that for
-    the calls made inside this context only (a context variable, no global state). Any
-    registered callback keeps logging on, so a user's tracing still sees local calls.
-    """
-    listeners = ("callbacks", "success_callback", "_async_success_callback")
-    if any(getattr(litellm, name, None) for name in listeners):
-        return nullcontext()
-    try:
-        from litellm._internal_context import internal_sub_call
-    except ImportError:  # another litellm version: log as usual
-        return nullcontext()
-    return internal_sub_call()
 
 
 def _messages(request: LMRequest) -> list[dict[str, Any]]:

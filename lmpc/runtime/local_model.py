@@ -1,9 +1,12 @@
 """The embedded models: ``local/<name>`` served in-process by llama-cpp-python.
 
-They are reached through litellm's custom-provider hook, so a call to
-``local/gemma-3-270m`` takes the same path (``LitellmTransport``, retries, cache, usage)
-as a hosted model. Gemma 3 270M is a base model without a chat template: it does text
-completion, and chat messages are rendered to plain text.
+A call to ``local/gemma-3-270m`` takes the same path as a hosted model (``LMClient``:
+retries, cache, limits, usage; ``LitellmTransport``), but the transport calls the model
+directly instead of through litellm, which takes seconds to import. The model is a
+litellm custom provider too (``register_local_provider``), used when someone listens to
+litellm's callbacks and for code that calls litellm itself. Gemma 3 270M is a base model
+without a chat template: it does text completion, and chat messages are rendered to
+plain text.
 
 Each model is loaded once per process, on first use. A llama.cpp context is not
 thread-safe, so one lock serializes the calls to it. A reply depends only on its request,
@@ -243,8 +246,8 @@ def _content(message: Mapping[str, Any]) -> str:
     return str(content)
 
 
-def _sampling(optional_params: Mapping[str, Any]) -> dict[str, Any]:
-    """The litellm optional params the embedded model honours."""
+def sampling(optional_params: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings (or litellm optional params) the embedded model honours."""
     options: dict[str, Any] = {
         "temperature": float(optional_params.get("temperature") or 0.0),
         "max_tokens": optional_params.get("max_tokens") or optional_params.get(
@@ -297,7 +300,7 @@ def _make_handler_class(litellm: Any) -> type:
                        **_: Any) -> Any:
             try:
                 generation = load_local_model(model).generate(
-                    render_messages(messages), **_sampling(optional_params))
+                    render_messages(messages), **sampling(optional_params))
             except ContextWindowError as exc:  # litellm would report a bare Exception as 5xx
                 raise litellm.ContextWindowExceededError(
                     message=str(exc), model=model, llm_provider=PROVIDER) from None
