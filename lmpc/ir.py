@@ -132,6 +132,35 @@ class ClassIR(Node):
 # ---------------------------------------------------------------- LMs, tools, signatures
 
 
+class WeightsFileIR(Node):
+    """A weights file an LM runs with, pinned by content: ``path`` is relative to the
+    artifact's folder in an artifact (absolute during a build); loading refuses a file
+    whose size or sha256 differs."""
+
+    path: str
+    sha256: str
+    size: int
+    format: Literal["gguf-lora"] = "gguf-lora"
+
+
+class TunedIR(Node):
+    """How an LM's weights were tuned (``bootstrap_finetune``).
+
+    ``base`` is the model the tuning started from. ``method`` is "local-lora" (a LoRA
+    adapter trained here, in ``adapter``, applied by llama.cpp on the base model) or
+    "hosted" (a provider's fine-tuning job; the LM's ``model`` is the tuned model's name
+    and ``job`` the job's id). ``training`` records how: records, epochs, learning rate,
+    rank, alpha, seed, the loss curve's ends, the time it took.
+    """
+
+    base: str
+    method: Literal["local-lora", "hosted"]
+    adapter: WeightsFileIR | None = None
+    job: str | None = None
+    predictors: list[str] = Field(default_factory=list)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
 class LMIR(Node):
     """A named LM: a litellm model string plus settings.
 
@@ -141,7 +170,8 @@ class LMIR(Node):
     (text completion, for base models); None means: decided by the model (the embedded
     model is text). ``grammar`` says whether the model takes a GBNF grammar that
     constrains its replies to the declared types (llama.cpp does); None: the embedded
-    models do, others do not.
+    models do, others do not. ``tuned`` is set on an LM whose weights
+    ``bootstrap_finetune`` trained.
     """
 
     name: str
@@ -150,6 +180,7 @@ class LMIR(Node):
     fallbacks: list[str] = Field(default_factory=list)
     model_type: Literal["chat", "text"] | None = None
     grammar: bool | None = None
+    tuned: TunedIR | None = None
     span: Span | None = None
 
 

@@ -273,9 +273,60 @@ def write_artifact(artifact: Artifact, path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot create folder: {exc.strerror}") from exc
+    artifact = store_weights(artifact, path)
     data = artifact_bytes(artifact, path.parent.resolve())
     atomic_write(path, data)
     return path
+
+
+def weights_folder(path: Path) -> Path:
+    """Where an artifact's tuned weights live: ``<artifact stem>.weights/`` beside it."""
+    return path.parent / f"{path.stem}.weights"
+
+
+def store_weights(artifact: Artifact, path: Path) -> Artifact:
+    """A copy of ``artifact`` whose tuned weights files lie beside ``path`` (copied there
+    by content, atomically), named by their sha256; files of earlier builds of the same
+    artifact that it no longer names are removed."""
+    adapters = [lm.tuned.adapter for lm in artifact.ir.lms.values()
+                if lm.tuned is not None and lm.tuned.adapter is not None]
+    folder = weights_folder(path)
+    if not adapters:
+        return artifact
+    artifact = artifact.model_copy(deep=True)
+    kept = set()
+    for lm in artifact.ir.lms.values():
+        pin = lm.tuned.adapter if lm.tuned is not None else None
+        if pin is None:
+            continue
+        target = folder / f"{pin.sha256[:32]}.gguf"
+        kept.add(target.name)
+        source = Path(pin.path)
+        if source.resolve() != target.resolve():
+            _copy_pinned(source, target, pin.sha256, pin.size)
+        pin.path = str(target.resolve())
+    for old in folder.glob("*.gguf"):
+        if old.name not in kept:
+            old.unlink(missing_ok=True)
+    return artifact
+
+
+def _copy_pinned(source: Path, target: Path, sha256: str, size: int) -> None:
+    from lmpc.runtime.weights import WeightsError, file_sha256
+
+    if target.is_file() and target.stat().st_size == size and file_sha256(target) == sha256:
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = source.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"tuned weights {source}: cannot read: {exc.strerror}") from exc
+    import hashlib
+
+    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        raise ArtifactError(str(WeightsError(f"tuned weights {source}: changed since the "
+                                             "build trained them; rebuild")))
+    atomic_write(target, data)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -410,7 +461,26 @@ def read_artifact(path: str | Path) -> Artifact:
     base = Path(artifact.ir.base_dir)
     if not base.is_absolute():
         artifact.ir.base_dir = str((path.parent / base).resolve())
+    _verify_weights(artifact, path)
     return artifact
+
+
+def _verify_weights(artifact: Artifact, path: Path) -> None:
+    """Every tuned weights file the artifact names: beside it, of the recorded size and
+    sha256 (then named by its absolute path for the runtime)."""
+    from lmpc.runtime.weights import WeightsError, verify_weights
+
+    for lm in artifact.ir.lms.values():
+        pin = lm.tuned.adapter if lm.tuned is not None else None
+        if pin is None:
+            continue
+        if os.path.isabs(pin.path):
+            raise ArtifactError(f"{path}: LM {lm.name!r}: tuned weights {pin.path}: an "
+                                "artifact names its weights relative to its folder")
+        try:
+            pin.path = str(verify_weights(pin, path.parent))
+        except WeightsError as exc:
+            raise ArtifactError(f"{path}: LM {lm.name!r}: {exc}") from None
 
 
 def load_artifact(path: str | Path) -> tuple[ProgramIR, str]:

@@ -55,6 +55,7 @@ EXCLUDED_SETTINGS = frozenset(
         "max_concurrency",  # how fast lmpc may call, never what the model answers
         "rpm",
         "tpm",
+        "lora_path",  # where a tuned model's adapter lies; its lora_sha256 is keyed
     }
 )
 

@@ -50,7 +50,20 @@ def program_effects(program: ProgramIR, module: str, trust: Trust, task_lm: LMIR
     found = lm_effects(lms, trust)
     found += _embedding_effects(program, module)
     found += _file_effects(program, module, trust, datasets)
+    found += _weights_effects(lms)
     found += _code_effects(program, module, trust, metric)
+    return found
+
+
+def _weights_effects(lms: Iterable[LMIR]) -> list[Effect]:
+    """Tuned weights an LM loads (checked against their sha256 when the artifact loads)."""
+    found = []
+    for lm in lms:
+        adapter = lm.tuned.adapter if lm.tuned is not None else None
+        if adapter is not None:
+            found.append(Effect("file", f"loads weights of LM {lm.name}", adapter.path,
+                                f"LoRA adapter, {adapter.size} bytes, sha256 "
+                                f"{adapter.sha256[:16]}..."))
     return found
 
 

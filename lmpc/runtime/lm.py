@@ -491,6 +491,8 @@ class LitellmTransport:
         if model.startswith("local/"):
             kwargs.setdefault("seed", request.rollout)
         else:
+            for name in ("lora_path", "lora_sha256"):  # the embedded models' adapter only
+                kwargs.pop(name, None)
             kwargs.setdefault("max_retries", 0)  # no hidden SDK retries under ours
             if "grammar" in kwargs:  # a llama.cpp server reads it from the request body
                 extra = dict(kwargs.get("extra_body") or {})
@@ -506,9 +508,10 @@ def _send_local(request: LMRequest, model: str, kwargs: dict[str, Any]) -> LMRes
     someone listens to its callbacks (a user's tracing) does the call go through litellm's
     custom-provider hook, so their traces still see it.
     """
-    from lmpc.runtime.local_model import load_local_model, render_messages, sampling
+    from lmpc.runtime.local_model import adapter_of, load_local_model, render_messages, sampling
 
-    local = load_local_model(model)  # load (or fail clearly) before any timeout runs
+    # load (or fail clearly, e.g. a LoRA adapter whose hash differs) before any timeout
+    local = load_local_model(model, *adapter_of(kwargs))
     litellm = sys.modules.get("litellm")
     if litellm is not None and _listening(litellm):
         from lmpc.runtime.local_model import register_local_provider
@@ -560,6 +563,26 @@ def _fallback_target(fallback: Any, primary: Mapping[str, Any]) -> tuple[str, di
         own = {k: v for k, v in fallback.items() if k != "model"}
         return fallback["model"], {**inherited, **own}
     raise LMError(f"a fallback must be a model string or {{'model': ...}}, not {fallback!r}")
+
+
+def resolve_settings(settings: Mapping[str, Any], environ: Mapping[str, str] | None = None
+                     ) -> tuple[dict[str, Any], list[str]]:
+    """``settings`` with every ``{"env": NAME}`` replaced by its value, and the secret
+    values (to mask in errors); for callers of litellm other than completion calls."""
+    secrets: list[str] = []
+    env = os.environ if environ is None else environ
+    resolved = {k: _resolve(k, v, env, secrets) for k, v in settings.items()}
+    return resolved, secrets + literal_secrets(settings)
+
+
+def map_litellm_error(model: str, exc: Exception, secrets: list[str]) -> LMError:
+    """A litellm exception as lmpc's (transient, rate-limited or not), secrets masked."""
+    return _map_error(_import_litellm(), model, exc, secrets)
+
+
+def import_litellm() -> Any:
+    """litellm, imported once and offline-friendly."""
+    return _import_litellm()
 
 
 def _resolve(name: str, value: Any, environ: Mapping[str, str], secrets: list[str]) -> Any:

@@ -84,7 +84,8 @@ def _route_native_logs(llama_cpp: Any) -> None:
 class LocalModel:
     """One llama.cpp model and the lock that serializes its use."""
 
-    def __init__(self, path: str, n_ctx: int = N_CTX, n_threads: int = N_THREADS) -> None:
+    def __init__(self, path: str, n_ctx: int = N_CTX, n_threads: int = N_THREADS,
+                 lora_path: str | None = None) -> None:
         # llama.cpp's OpenMP threads spin while waiting; on a busy 2-core machine that
         # turned 2 s calls into 30 s ones. Passive waiting must be set before the load.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -94,9 +95,13 @@ class LocalModel:
             raise LMError(f"local models need llama-cpp-python; {_INSTALL_HINT}") from None
         self.path = path
         self.n_ctx = n_ctx
+        self.lora_path = lora_path
         _route_native_logs(llama_cpp)
+        # a LoRA adapter (GGUF) is applied by llama.cpp on the quantized base weights:
+        # its own context, so the base model's prompt cache never mixes with it
+        extra = {"lora_path": lora_path} if lora_path else {}
         self._llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
-                                      verbose=False, logits_all=False)
+                                      verbose=False, logits_all=False, **extra)
         self._prompt = PromptCache(self._llama)
         self._lock = threading.Lock()
         self._grammars: dict[str, Any] = {}  # GBNF text -> CompiledGrammar
@@ -188,22 +193,44 @@ _models: dict[str, LocalModel] = {}
 _models_lock = threading.Lock()
 
 
-def load_local_model(name: str) -> LocalModel:
-    """The loaded model for ``local/<name>`` (or ``<name>``), loading it on first use."""
+def load_local_model(name: str, lora_path: str | None = None,
+                     lora_sha256: str | None = None) -> LocalModel:
+    """The loaded model for ``local/<name>`` (or ``<name>``), loading it on first use.
+
+    With ``lora_path`` (and its ``lora_sha256``, checked before the first load) the
+    model runs with that LoRA adapter: one loaded model per adapter content."""
     short = name.removeprefix(f"{PROVIDER}/")
-    model = _models.get(short)
+    key = f"{short}@{lora_sha256}" if lora_path else short
+    model = _models.get(key)
     if model is not None:
         return model
     with _models_lock:
-        if short not in _models:
+        if key not in _models:
             if short not in LOCAL_MODELS:
                 known = ", ".join(f"{PROVIDER}/{n}" for n in sorted(LOCAL_MODELS))
                 raise LMError(f"unknown local model {PROVIDER}/{short}; available: {known}")
-            log.info("loading local model %s/%s", PROVIDER, short)
+            if lora_path:
+                _check_adapter(lora_path, lora_sha256)
+            log.info("loading local model %s/%s%s", PROVIDER, short,
+                     f" with adapter {lora_path}" if lora_path else "")
             if not _models:
                 atexit.register(_close_models)
-            _models[short] = LocalModel(LOCAL_MODELS[short]())
-        return _models[short]
+            _models[key] = LocalModel(LOCAL_MODELS[short](), lora_path=lora_path)
+        return _models[key]
+
+
+def _check_adapter(path: str, sha256: str | None) -> None:
+    """Weights whose hash differs from the recorded one are never loaded (docs/trust.md)."""
+    from lmpc.runtime.weights import file_sha256
+
+    if not sha256:
+        raise LMError(f"LoRA adapter {path}: no sha256 recorded; refusing to load it")
+    if not os.path.isfile(path):
+        raise LMError(f"LoRA adapter {path}: no such file")
+    digest = file_sha256(path)
+    if digest != sha256:
+        raise LMError(f"LoRA adapter {path}: sha256 {digest[:16]}... differs from the "
+                      f"recorded {sha256[:16]}...; refusing to load it")
 
 
 def _close_models() -> None:
@@ -261,6 +288,18 @@ def sampling(optional_params: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
+#: Request settings that name a LoRA adapter for the embedded model (set by
+#: ``StepCall.settings`` from the LM's ``tuned.adapter``); the path is not part of the
+#: cache key (the file's sha256 is).
+ADAPTER_SETTINGS = ("lora_path", "lora_sha256")
+
+
+def adapter_of(settings: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The (path, sha256) of the adapter a request asks for, or (None, None)."""
+    path = settings.get("lora_path")
+    return (str(path), str(settings.get("lora_sha256") or "")) if path else (None, None)
+
+
 _register_lock = threading.Lock()
 
 
@@ -299,7 +338,7 @@ def _make_handler_class(litellm: Any) -> type:
                        model_response: Any, optional_params: dict[str, Any],
                        **_: Any) -> Any:
             try:
-                generation = load_local_model(model).generate(
+                generation = load_local_model(model, *adapter_of(optional_params)).generate(
                     render_messages(messages), **sampling(optional_params))
             except ContextWindowError as exc:  # litellm would report a bare Exception as 5xx
                 raise litellm.ContextWindowExceededError(

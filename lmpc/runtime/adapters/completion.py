@@ -86,6 +86,23 @@ class CompletionAdapter(Adapter):
         return Rendered(mode="text", prompt=f"{prefix}\n{current}{first}", stop=stops,
                         max_tokens=budget, grammar=grammar)
 
+    def answer(self, signature: SignatureIR, values: dict[str, Any]) -> str:
+        """The completion that answers a prompt of ``finish`` with output ``values``: the
+        text after the first output's label, as a demo block writes it, and the stop that
+        ends it (what fine-tuning teaches a base model to write).
+
+        >>> from lmpc.ir import FieldIR, TypeRef
+        >>> sig = SignatureIR(name="S", inputs=[FieldIR(name="q", type=TypeRef(kind="str"))],
+        ...     outputs=[FieldIR(name="n", type=TypeRef(kind="int"))])
+        >>> CompletionAdapter().answer(sig, {"n": 3})
+        ' 3\\n'
+        """
+        text = "\n".join(_lines(signature.outputs, values, as_output=True))
+        first = field_label(signature.outputs[0]) + ":"
+        if not text.startswith(first):
+            raise ParseFailure(f"no value for output '{signature.outputs[0].name}'")
+        return text[len(first):] + stops_for(signature)[0]
+
     def parse(self, text: str, signature: SignatureIR, program: ProgramIR) -> dict[str, Any]:
         values = split_fields(text, signature)
         missing = [f for f in signature.outputs if f.name not in values]

@@ -181,6 +181,9 @@ class StepCall:
             settings["max_tokens"] = min(cap, rendered.max_tokens) if cap else rendered.max_tokens
         if rendered.grammar and self.grammar:
             settings["grammar"] = rendered.grammar
+        adapter = self.lm.tuned.adapter if self.lm.tuned is not None else None
+        if adapter is not None:  # checked against its sha256 before it is loaded
+            settings["lora_path"], settings["lora_sha256"] = adapter.path, adapter.sha256
         chosen = temperature if temperature is not None else self.ctx.temperature
         if chosen is not None:
             settings["temperature"] = chosen
