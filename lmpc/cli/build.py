@@ -294,6 +294,8 @@ def _dry_run(program: ProgramIR, chosen: list[tuple[int, OptimizeIR]], as_json: 
             if step.get("params"):
                 params = ", ".join(f"{k}={_value(v)}" for k, v in step["params"].items())
                 click.echo(f"      {params}")
+            if step.get("training"):
+                click.echo(f"      + training: {step['training']}")
         cap = plan["budget"].get("calls")
         budget = f" (budget: {cap} calls for the passes)" if cap else ""
         worst = plan["projected_max_lm_calls"]

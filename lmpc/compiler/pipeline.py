@@ -243,7 +243,9 @@ def run_optimize(
     runs, final = _run_passes(program, optimize, module, splits, metric_ir, client, task_lm,
                               tracker, seed, threads, emit, trust)
 
-    after_ctx = eval_ctx.derive(attribution={"eval": "after"})
+    # the passes may have added LMs (bootstrap_finetune's tuned models)
+    after_ctx = eval_ctx.derive(attribution={"eval": "after"},
+                                program_lms={**final.lms, task_lm.name: task_lm})
     after = _eval_splits(final, module, splits, metric, after_ctx, threads, emit, "after")
     _warn_if_worse(before, after, emit)
     usage = _sum_usage([eval_meter.snapshot(), *[r.usage for r in runs]])
@@ -516,7 +518,8 @@ def estimate_plan(program: ProgramIR, optimize: OptimizeIR, n_split: dict[str, i
         # bar counts against
         requests = _estimate_pass(work.with_cache(False), pass_ir.name, params).calls
         plan.append({"step": pass_ir.name, "params": params, "calls": est.calls - saved,
-                     "max_calls": est.max_calls - saved, "requests": requests})
+                     "max_calls": est.max_calls - saved, "requests": requests,
+                     **({"training": est.training} if est.training else {})})
         demo_only = demo_only and pass_ir.name in DEMO_ONLY
         if pass_ir.name == "ensemble":
             ensemble_of = (last, params)

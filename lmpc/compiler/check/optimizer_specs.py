@@ -18,6 +18,7 @@ out-of-range value.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -270,28 +271,45 @@ _SPECS: tuple[OptimizerSpec, ...] = (
     ),
     OptimizerSpec(
         "bootstrap_finetune",
-        "Turn successful teacher traces into training records and fine-tune the "
-        "task model on them.",
+        "Turn the teacher's accepted traces into training records in each predictor's "
+        "own prompt format and fine-tune the task model on them (a LoRA trained locally "
+        "for the embedded model, the provider's fine-tuning API for hosted ones).",
         (
             _bool("multitask", True, "one model for all predictors (false: one each)"),
-            _int("epochs", 2, "training epochs", lo=1),
-            _float("learning_rate", 2e-5, "optimizer learning rate", min_exclusive=True),
+            _int("epochs", 3, "training epochs", lo=1),
+            _float("learning_rate", 2e-4, "optimizer learning rate (local training)",
+                   min_exclusive=True),
             _int("batch_size", 4, "training batch size", lo=1),
-            _float("metric_threshold", None, "a trace is kept when the metric reaches this",
-                   lo=None),
-            ParamSpec("teacher", "ref", None, "the program or LM whose traces are used",
-                      nullable=True, ref="lm_or_module"),
+            _int("lora_rank", 8, "rank of the LoRA adapter (local training)", lo=1),
+            _float("lora_alpha", 16.0, "LoRA alpha: the adapter is scaled by alpha / rank "
+                   "(local training)", min_exclusive=True),
+            _int("seed", 0, "seed of the adapter's initialization and the batch order",
+                 lo=None),
+            _float("metric_threshold", None, "a trace is kept when the metric reaches this "
+                   "(default: when it is truthy)", lo=None),
+            _int("max_errors", 10, "failed teacher runs tolerated before the pass stops"),
+            _int("max_labeled_demos", 16, "labeled demos for a teacher that has none"),
+            ParamSpec("teacher", "ref", None, "the program or LM whose traces are used "
+                      "(a module name, an LM name or an LM role; default: the program as "
+                      "it is)", nullable=True, ref="lm_or_module"),
+            _float("timeout", 3600.0, "seconds to wait for a hosted fine-tuning job",
+                   min_exclusive=True),
         ),
         uses_teacher=True,
     ),
     OptimizerSpec(
         "better_together",
         "Alternate prompt optimization (p) and weight optimization (w) in the given "
-        "order; keep the best on a held-out part of the trainset.",
+        "order; score the program after each step and keep the best.",
         (
             ParamSpec("strategy", "str", "p -> w -> p", "steps joined by '->', each p or w"),
-            _float("valset_ratio", 0.1, "held-out share of the trainset", max=1.0,
-                   min_exclusive=True),
+            ParamSpec("prompt_optimizer", "str", "bootstrap_random_search", "the pass of "
+                      "each p step, with its parameters: \"name\" or \"name(k = v, ...)\""),
+            ParamSpec("weight_optimizer", "str", "bootstrap_finetune", "the pass of each w "
+                      "step, with its parameters: \"name\" or \"name(k = v, ...)\""),
+            _float("valset_ratio", 0.1, "share of the trainset held out to score the steps "
+                   "on when the data has no val split (with one, the steps are scored on it)",
+                   max=1.0, min_exclusive=True),
         ),
         uses_teacher=True,
     ),
@@ -415,6 +433,10 @@ def _check_str(where: str, p: ParamSpec, value: str) -> ParamProblem | None:
         if not steps or any(s not in ("p", "w") for s in steps):
             return ParamProblem("range", p.name, f"{where} must be steps 'p' or 'w' joined "
                                 f"by '->', got {value!r}")
+    if p.name in ("prompt_optimizer", "weight_optimizer"):
+        problem = pass_spec_problem(value)
+        if problem is not None:
+            return ParamProblem("range", p.name, f"{where}: {problem}")
     if p.name == "reduce" and value != "majority" and ":" not in value:
         return ParamProblem("range", p.name, f"{where} must be \"majority\" or a Python "
                             f"callable \"pkg.mod:fn\", got {value!r}")
@@ -467,3 +489,71 @@ def _format_default(value: Any) -> str:
     if value is None:
         return "none"
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# ---------------------------------------------------------------- a pass named in a string
+#
+# better_together takes the passes it alternates as strings in the optimize block's own
+# call syntax: "knn_fewshot(k = 4)". Values are numbers, true/false/none or quoted text.
+
+_PASS_CALL = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$", re.S)
+_ARG = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|[^,]+?)\s*(?:,|$)")
+
+
+def parse_pass_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """``"name(k = v, ...)"`` -> (canonical name, raw parameters); ``ValueError`` if bad.
+
+    >>> parse_pass_spec("knn_fewshot(k = 4, vectorizer = \"local\")")
+    ('knn_fewshot', {'k': 4, 'vectorizer': 'local'})
+    >>> parse_pass_spec("random_search")
+    ('bootstrap_random_search', {})
+    """
+    match = _PASS_CALL.match(text)
+    if match is None:
+        raise ValueError(f"expected \"name\" or \"name(k = v, ...)\", got {text!r}")
+    name, body = match.group(1), (match.group(2) or "").strip()
+    canon = canonical_name(name)
+    if canon is None:
+        hint = _closest(name, all_names())
+        raise ValueError(f"unknown optimizer '{name}'" + (f" (did you mean '{hint}'?)"
+                                                          if hint else ""))
+    params: dict[str, Any] = {}
+    pos = 0
+    while pos < len(body):
+        arg = _ARG.match(body, pos)
+        if arg is None or arg.end() == pos:
+            raise ValueError(f"cannot read the parameters of {name}: {body[pos:]!r}")
+        params[arg.group(1)] = _literal(arg.group(2))
+        pos = arg.end()
+    return canon, params
+
+
+def _literal(text: str) -> Any:
+    text = text.strip()
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        return text[1:-1]
+    lowered = {"true": True, "false": False, "none": None}
+    if text in lowered:
+        return lowered[text]
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text  # an identifier value, as the optimize block reads `auto = light`
+
+
+def pass_spec_problem(text: str) -> str | None:
+    """What is wrong with a pass named in a string (its name or parameters), or None."""
+    try:
+        name, params = parse_pass_spec(text)
+    except ValueError as exc:
+        return str(exc)
+    if name in ("better_together", "ensemble"):
+        return f"{name} cannot be a step of better_together"
+    _, problems = validate_params(name, params)
+    if problems:
+        return problems[0].message
+    return None

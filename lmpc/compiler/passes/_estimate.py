@@ -74,6 +74,7 @@ class Estimate:
     val_rows: int = 0
     candidates_on_val: bool = False  # every candidate handed on was scored on those rows
     baseline_rows: int = 0
+    training: str = ""  # weight passes: the training the pass will run, in words
 
     @classmethod
     def fixed(cls, calls: int, **kw: Any) -> Estimate:
