@@ -173,4 +173,30 @@ def _summary(a: Any, b: Any) -> list[str]:
         new = new_scores.after if new_scores is not None else None
         if old != new:
             lines.append(f"score {split}: {pct(old)} -> {pct(new)}")
+    lines += _weights_summary(a, b)
     return lines + (["changes:"] if lines else [])
+
+
+def _weights_summary(a: Any, b: Any) -> list[str]:
+    """A predictor whose weights changed (tuned, retrained, back to the base model)."""
+    from lmpc.cli.show import describe_weights
+
+    def weights(art: Any) -> dict[str, Any]:
+        out = {}
+        for pid, pred in art.ir.predictors.items():
+            lm = art.ir.lms.get(pred.lm or art.task_lm or "")
+            if lm is not None:
+                out[pid] = lm
+        return out
+
+    old, new = weights(a), weights(b)
+    lines = []
+    for pid in sorted(set(old) | set(new)):
+        x, y = old.get(pid), new.get(pid)
+        key = (lambda lm: None if lm is None else (lm.model, lm.tuned.adapter.sha256
+                                                   if lm.tuned and lm.tuned.adapter else None))
+        if key(x) != key(y):
+            lines.append(f"weights of {pid}: "
+                         f"{describe_weights(x) if x is not None else 'none'} -> "
+                         f"{describe_weights(y) if y is not None else 'none'}")
+    return lines

@@ -118,7 +118,7 @@ def render_predictor(program: ProgramIR, module: str, predictor: PredictorIR, ct
         demos = (f"{knn.get('k')} demos picked per input from "
                  f"{len(knn.get('examples', []))} stored examples (shown for a placeholder)")
     head = (f"=== {predictor.id} ({predictor.kind}, {call.lm.model}, adapter "
-            f"{call.adapter.name}) — {demos} ===")
+            f"{call.adapter.name}) — {demos} ===\n--- weights: {describe_weights(call.lm)}")
     try:
         run_predictor(call, inputs)
     except _Captured as captured:
@@ -153,3 +153,19 @@ def _request_text(request: Any) -> str:
     if request.settings.get("grammar"):  # its own block: escaped in JSON it is unreadable
         lines += ["--- grammar (GBNF): what the reply may be", request.settings["grammar"]]
     return "\n".join(lines)
+
+
+def describe_weights(lm: Any) -> str:
+    """Which weights an LM runs on: its base model, or how it was tuned."""
+    tuned = lm.tuned
+    if tuned is None:
+        return f"{lm.model} (not tuned)"
+    how = tuned.training
+    facts = [f"{k} {how[k]}" for k in ("records", "epochs", "learning_rate", "batch_size",
+                                       "rank", "alpha", "seed", "steps", "last_loss")
+             if k in how]
+    trained = f"by {how.get('pass', 'a pass')}" + (f" ({', '.join(facts)})" if facts else "")
+    if tuned.adapter is not None:
+        return (f"tuned: base {tuned.base} + LoRA adapter sha256 {tuned.adapter.sha256[:16]}..."
+                f" ({tuned.adapter.size} bytes), trained locally {trained}")
+    return f"tuned: {lm.model}, fine-tuned from {tuned.base} by job {tuned.job}, {trained}"
