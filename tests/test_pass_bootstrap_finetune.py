@@ -31,8 +31,8 @@ from lmpc.compiler.finetune.records import (  # noqa: E402
 from lmpc.compiler.passes._demos import PassError  # noqa: E402
 from lmpc.compiler.passes._estimate import Workload  # noqa: E402
 from lmpc.compiler.passes.better_together import (  # noqa: E402
-    better_together,
     best_step,
+    better_together,
     parse_strategy,
 )
 from lmpc.compiler.passes.better_together import estimate as bt_estimate  # noqa: E402
@@ -76,9 +76,10 @@ def test_a_completion_record_is_the_exact_prompt_and_the_text_after_it() -> None
     prog = classify_program()
     prog.lms["t"] = TEXT_LM
     prog.predictors["Classify.c"].lm = "t"
+    from world import run_context
+
     from lmpc.runtime.lm import LMClient
     from lmpc.runtime.scripted import ScriptedTransport
-    from world import run_context
 
     transport = ScriptedTransport(default=" positive")
     ctx = run_context(World()).derive(client=LMClient(transport, sleep=lambda s: None),

@@ -193,10 +193,15 @@ def _weights_summary(a: Any, b: Any) -> list[str]:
     lines = []
     for pid in sorted(set(old) | set(new)):
         x, y = old.get(pid), new.get(pid)
-        key = (lambda lm: None if lm is None else (lm.model, lm.tuned.adapter.sha256
-                                                   if lm.tuned and lm.tuned.adapter else None))
-        if key(x) != key(y):
+        if _weights_key(x) != _weights_key(y):
             lines.append(f"weights of {pid}: "
                          f"{describe_weights(x) if x is not None else 'none'} -> "
                          f"{describe_weights(y) if y is not None else 'none'}")
     return lines
+
+
+def _weights_key(lm: Any) -> Any:
+    """What a predictor's weights are: its model and, when tuned locally, the adapter."""
+    if lm is None:
+        return None
+    return (lm.model, lm.tuned.adapter.sha256 if lm.tuned and lm.tuned.adapter else None)

@@ -12,10 +12,10 @@ or edited file is refused with an error that names it, never loaded.
 >>> verify_weights(pin, folder).name
 'a.gguf'
 >>> _ = open(path, "ab").write(b"!")
->>> verify_weights(pin, folder)
+>>> verify_weights(pin, folder)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-lmpc.runtime.weights.WeightsError: tuned weights a.gguf: size 8 bytes, the artifact records 7 (the file was changed or replaced; rebuild or restore it)
+lmpc.runtime.weights.WeightsError: tuned weights a.gguf: size 8 bytes, the artifact records 7 ...
 """
 
 from __future__ import annotations

@@ -503,7 +503,7 @@ _ARG = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|[^,]+?)\s*(?:,|$)")
 def parse_pass_spec(text: str) -> tuple[str, dict[str, Any]]:
     """``"name(k = v, ...)"`` -> (canonical name, raw parameters); ``ValueError`` if bad.
 
-    >>> parse_pass_spec("knn_fewshot(k = 4, vectorizer = \"local\")")
+    >>> parse_pass_spec('knn_fewshot(k = 4, vectorizer = "local")')
     ('knn_fewshot', {'k': 4, 'vectorizer': 'local'})
     >>> parse_pass_spec("random_search")
     ('bootstrap_random_search', {})

@@ -81,8 +81,14 @@ def finetune_hosted(
     sleep: Callable[[float], None] = time.sleep,
 ) -> HostedResult:
     """Upload ``records``, start a job on ``lm``'s model, wait for it; the tuned model."""
-    from lmpc.runtime.lm import LMError, RateLimited, TransientLMError, map_litellm_error
-    from lmpc.runtime.lm import import_litellm, resolve_settings
+    from lmpc.runtime.lm import (
+        LMError,
+        RateLimited,
+        TransientLMError,
+        import_litellm,
+        map_litellm_error,
+        resolve_settings,
+    )
 
     say = progress or (lambda text: None)
     provider, base = provider_of(lm.model)

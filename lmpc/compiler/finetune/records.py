@@ -19,6 +19,8 @@ sends: ``chain_of_thought`` and ``multi_chain_comparison`` with their ``reasonin
 ...                   {"M.p": LMIR(name="l", model="local/gemma-3-270m")})[0]
 >>> print(rec.prompt + rec.completion, end="")
 Answer.
+A — an integer.
+<BLANKLINE>
 Q: 1+1
 A: 2
 """
