@@ -225,3 +225,44 @@ def test_a_limit_that_is_not_a_count_is_e1307_at_its_value(tmp_path: Path, setti
     column = source.read_text().splitlines()[1].rindex(value) + 1
     assert f"classify.lmp:2:{column}: error[E1307]: {name} must be a whole number >= 1" \
         in result.stderr
+
+
+class _PricedReply:
+    def __init__(self, hidden: dict[str, object]) -> None:
+        self._hidden_params = hidden
+
+
+class _NoPricing:
+    callbacks: list[object] = []
+
+    def completion_cost(self, **_: object) -> float:
+        raise AssertionError("priced twice")
+
+
+def test_a_reply_litellm_priced_is_not_priced_again() -> None:
+    from lmpc.runtime.lm import _cost
+
+    assert _cost(_NoPricing(), "openai/x", _PricedReply({"response_cost": 0.25})) == 0.25
+    # None: litellm knows no price for the model (a local server): counted as 0
+    assert _cost(_NoPricing(), "openai/x", _PricedReply({"response_cost": None})) == 0.0
+
+
+def test_litellm_logging_is_skipped_only_when_nobody_listens(monkeypatch) -> None:
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # if first to import it
+    import litellm
+    from litellm._internal_context import is_internal_call
+
+    def is_internal_sub_call() -> bool:
+        return is_internal_call.get()
+
+    from lmpc.runtime.lm import _unlogged
+
+    quiet = _NoPricing()
+    with _unlogged(quiet):
+        assert is_internal_sub_call()
+    assert not is_internal_sub_call()  # the flag is scoped to the call
+    traced = _NoPricing()
+    traced.callbacks = [object()]  # a user's tracing callback
+    with _unlogged(traced):
+        assert not is_internal_sub_call()
+    assert litellm is not None

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -476,7 +477,8 @@ class LitellmTransport:
             return _send_local(request, model, kwargs)
         litellm = _import_litellm()
         try:
-            raw = _call(litellm, request.mode, model, request, kwargs)
+            with _unlogged(litellm):
+                raw = _call(litellm, request.mode, model, request, kwargs)
         except Exception as exc:
             raise _map_error(litellm, model, exc, secrets) from None
         return _to_response(litellm, model, raw, request.mode)
@@ -536,6 +538,25 @@ def _listening(litellm: Any) -> bool:
     names = ("callbacks", "success_callback", "_async_success_callback", "input_callback",
              "failure_callback")
     return any(getattr(litellm, name, None) for name in names)
+
+
+def _unlogged(litellm: Any) -> AbstractContextManager[Any]:
+    """Skip litellm's success logging of one call when nobody listens to it.
+
+    After every call litellm builds a standard logging payload and runs its callbacks on
+    a background thread: with no callback registered that is CPU spent for nothing, and
+    with many calls in flight it is what bounds them (one GIL). Its internal-sub-call
+    flag skips it for the calls made inside this context only (a context variable, no
+    global state); the reply's cost is still computed. A registered callback keeps
+    logging on, so a user's tracing sees every call.
+    """
+    if _listening(litellm):
+        return nullcontext()
+    try:
+        from litellm._internal_context import internal_sub_call
+    except ImportError:  # another litellm version: log as usual
+        return nullcontext()
+    return internal_sub_call()
 
 
 def _call(litellm: Any, shape: str, model: str, request: LMRequest,
@@ -683,6 +704,10 @@ def _to_response(litellm: Any, model: str, raw: Any, mode: str) -> LMResponse:
 def _cost(litellm: Any, model: str, raw: Any) -> float:
     if model.startswith("local/"):
         return 0.0
+    hidden = getattr(raw, "_hidden_params", None) or {}
+    if "response_cost" in hidden:  # litellm priced this reply already: again cost ~1 ms
+        known = hidden["response_cost"]  # None: litellm knows no price for it (count 0)
+        return float(known) if isinstance(known, int | float) and known is not True else 0.0
     try:
         return float(litellm.completion_cost(completion_response=raw) or 0.0)
     except Exception:  # unknown price (e.g. a local server): cost is unknown, count 0
