@@ -320,3 +320,18 @@ def test_the_reflection_lm_writes_the_instructions() -> None:
     assert reflections(writer) and not reflections(world)
     with pytest.raises(PassError, match="neither an LM nor an LM role"):
         gepa(prog, ctx, max_metric_calls=40, reflection_lm="nope")
+
+
+def test_estimate_with_a_weak_writer_counts_dropped_reflections() -> None:
+    """An embedded base model's reflections are dropped and re-asked: no child runs, so
+    the budget buys twice the iterations, each a parent minibatch and up to three asks."""
+    from dataclasses import replace
+
+    from lmpc.compiler.passes._guard import MAX_REASKS
+
+    world, prog, ctx = setup()
+    work = replace(workload_of(prog, ctx).with_cache(False), weak_writer=True)
+    est = estimate(work, max_metric_calls=68)
+    # 8 val rows, then (68 - 8) / 3 = 20 iterations: 60 parent runs, 20 x 3 asks
+    assert est.calls == 8 + 60 + 20 * (1 + MAX_REASKS)
+    assert est.max_calls >= est.calls

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -489,6 +489,7 @@ def estimate_plan(program: ProgramIR, optimize: OptimizeIR, n_split: dict[str, i
     succeeds. ``splits`` gives the real rows (their labels order stratified walks);
     ``cache`` says whether the build reads the LM cache (repeats are then free)."""
     from lmpc.compiler.check.optimizer_specs import validate_params
+    from lmpc.compiler.check.prompt_model import weak_writers
     from lmpc.compiler.passes._estimate import Workload, judge_calls, placeholder_rows
 
     n_val, n_test = n_split.get("val", 0), n_split.get("test", 0)
@@ -506,8 +507,11 @@ def estimate_plan(program: ProgramIR, optimize: OptimizeIR, n_split: dict[str, i
     before = (n_first + n_test) * per
     plan = [{"step": f"evaluate before ({label})", "calls": before, "max_calls": before}]
     last, demo_only, ensemble_of = None, True, None
+    weak = {id(p) for p, _, _ in weak_writers(program, optimize)}
+    base_work = work
     for i, pass_ir in enumerate(optimize.passes):
         params, _ = validate_params(pass_ir.name, dict(pass_ir.params))
+        work = replace(base_work, weak_writer=id(pass_ir) in weak)
         est = _estimate_pass(work, pass_ir.name, params)
         saved = 0
         clears = bool(getattr(_pass_module(pass_ir.name), "BASELINE_CLEARS_DEMOS", False))

@@ -49,6 +49,9 @@ class Workload:
     cache: bool = True
     metric_field: str | None = None
     scoring_calls: int = 0  # LM calls the metric makes per scored example (an LM judge)
+    # the pass's instruction writer is an embedded base model (W1606): its proposals are
+    # mostly dropped by the guard and re-asked, which changes how a search spends its budget
+    weak_writer: bool = False
 
     @property
     def n_train(self) -> int:
