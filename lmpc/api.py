@@ -393,7 +393,7 @@ def build(path: str | Path, *, program: str | None = None, optimize: str | None 
     out = Path(output) if output else Path("build") / f"{block.name or block.program}.json"
     trust = _trust(path, allow_tools, allow_endpoints, allow_paths, BuildError)
     try:
-        from lmpc.cli.build import build_one
+        from lmpc.compiler.build import build_one
         from lmpc.compiler.pipeline import task_lm_for
         from lmpc.runtime.effects import blocked, program_effects
 

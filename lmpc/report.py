@@ -219,14 +219,14 @@ def _changes(original: Any, final: Any) -> str:
 def prompt_text(a: Artifact, predictor: Any) -> str:
     """The request ``predictor`` sends for a placeholder input, rendered by the runtime's
     own adapter (as ``lmpc show`` does; no LM is called, no code imported)."""
-    from lmpc.cli.show import _CaptureClient, render_predictor
     from lmpc.compiler.pipeline import make_run_ctx
     from lmpc.runtime.execute import default_task_lm
+    from lmpc.runtime.render import CaptureClient, render_predictor
     from lmpc.runtime.trust import Trust
 
     program = a.ir
     task_lm = default_task_lm(program, a.task_lm) if a.task_lm else default_task_lm(program)
-    ctx = make_run_ctx(program, _CaptureClient(), task_lm, metric_ctx=False,
+    ctx = make_run_ctx(program, CaptureClient(), task_lm, metric_ctx=False,
                        trust=Trust(allow_tools=True))
     text = render_predictor(program, a.program, predictor, ctx)
     return text.split("\n", 1)[1] if "\n" in text else text  # without the heading line

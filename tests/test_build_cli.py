@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from test_pipeline_fixtures import oracle_reply, sentiment_program
 
 from lmpc.cli import main
-from lmpc.cli.build import to_artifact
 from lmpc.compiler.artifact import write_artifact
+from lmpc.compiler.build import to_artifact
 from lmpc.compiler.pipeline import run_optimize
 from lmpc.ir import PassIR
 from lmpc.runtime.lm import LMClient

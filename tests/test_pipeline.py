@@ -184,8 +184,8 @@ def test_real_passes_compose_bootstrap_random_search_then_ensemble(tmp_path: Pat
 
 
 def test_warm_rebuild_is_byte_identical_and_makes_no_new_calls(tmp_path: Path) -> None:
-    from lmpc.cli.build import to_artifact
     from lmpc.compiler.artifact import write_artifact
+    from lmpc.compiler.build import to_artifact
     from lmpc.runtime.cache import SQLiteCache
 
     passes = [PassIR(name="bootstrap_random_search", params={"num_candidate_programs": 2})]

@@ -179,7 +179,7 @@ def _summary(a: Any, b: Any) -> list[str]:
 
 def _weights_summary(a: Any, b: Any) -> list[str]:
     """A predictor whose weights changed (tuned, retrained, back to the base model)."""
-    from lmpc.cli.show import describe_weights
+    from lmpc.runtime.render import describe_weights
 
     def weights(art: Any) -> dict[str, Any]:
         out = {}
