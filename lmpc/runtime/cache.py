@@ -29,6 +29,7 @@ import socket
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,17 +70,16 @@ CREATE TABLE IF NOT EXISTS leases (
 )
 """
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
+# what every backend keeps of a reply (each adds its own ``created`` column)
+RESPONSE_COLUMNS = """
     key TEXT PRIMARY KEY,
     model TEXT NOT NULL,
     text TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
-    finish_reason TEXT,
-    created REAL NOT NULL
-)
-"""
+    finish_reason TEXT"""
+
+_SCHEMA = f"CREATE TABLE IF NOT EXISTS responses ({RESPONSE_COLUMNS},\n    created REAL NOT NULL)"
 
 
 def _normalize(value: Any) -> Any:
@@ -192,31 +192,24 @@ def default_cache_path(environ: Mapping[str, str] | None = None) -> Path:
     return base / "cache.sqlite"
 
 
-class SQLiteCache:
-    """A persistent cache in one SQLite file.
+class PersistentCache(ABC):
+    """What both persistent backends share: a bounded memory layer in front of the store,
+    one connection per thread (and per process: a forked child opens its own), and the
+    store's first error turning caching off with one warning instead of failing a build.
 
-    One connection per thread (and per process: a forked child opens its own), WAL
-    journaling so readers never block the writer, a busy timeout so concurrent writers
-    wait instead of failing, and one short transaction per write. The most recent
-    ``memory_items`` entries are also kept in memory: optimizers ask the same questions
-    again and again, and a dict lookup is several times cheaper than a query.
+    The most recent ``memory_items`` entries are kept in memory: optimizers ask the same
+    questions again and again, and a dict lookup is several times cheaper than a query.
+    A backend supplies the statements (``_read`` ... ``_count``), each of which calls
+    ``_disable`` on an error of its store and returns as if the store were empty.
     """
 
-    def __init__(self, path: str | Path | None = None, busy_timeout_s: float = 30.0,
-                 memory_items: int = 10_000) -> None:
-        self.path = Path(path).expanduser() if path is not None else default_cache_path()
-        self._busy_timeout_s = busy_timeout_s
+    def __init__(self, memory_items: int) -> None:
         self._memory: OrderedDict[str, CachedReply] = OrderedDict()
         self._memory_items = memory_items
         self._memory_lock = threading.Lock()
         self._local = threading.local()
         self._disabled = False
         self._warn_lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._connection()
-        except (OSError, sqlite3.Error) as exc:
-            self._disable("cannot open", exc)
 
     @property
     def enabled(self) -> bool:
@@ -228,15 +221,7 @@ class SQLiteCache:
         hit = self._memory.get(key)
         if hit is not None:
             return hit
-        try:
-            row = self._connection().execute(
-                "SELECT text, prompt_tokens, completion_tokens, finish_reason"
-                " FROM responses WHERE key = ?",
-                (key,),
-            ).fetchone()
-        except sqlite3.Error as exc:
-            self._disable("cannot read", exc)
-            return None
+        row = self._read(key)
         if row is None:
             return None
         hit = CachedReply(*row)
@@ -246,6 +231,113 @@ class SQLiteCache:
     def put(self, key: str, model: str, response: LMResponse) -> None:
         if self._disabled:
             return
+        self._write(key, model, response)
+        if not self._disabled:
+            self._remember(key, CachedReply(response.text, response.prompt_tokens,
+                                            response.completion_tokens, response.finish_reason))
+
+    def claim(self, key: str, owner: str, ttl_s: float) -> bool:
+        if self._disabled:
+            return True  # no cache: nobody to wait for
+        return self._claim(key, owner, ttl_s)
+
+    def release(self, key: str, owner: str) -> None:
+        if not self._disabled:
+            self._release(key, owner)
+
+    def __len__(self) -> int:
+        return 0 if self._disabled else self._count()
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = self._own_connection()
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+
+    # ------------------------------------------------------------ for the backends
+
+    @abstractmethod
+    def _read(self, key: str) -> tuple[Any, ...] | None:
+        """The stored (text, prompt_tokens, completion_tokens, finish_reason) of ``key``."""
+
+    @abstractmethod
+    def _write(self, key: str, model: str, response: LMResponse) -> None: ...
+
+    @abstractmethod
+    def _claim(self, key: str, owner: str, ttl_s: float) -> bool:
+        """Whether ``owner`` holds the lease of ``key`` now (True on an error: no wait)."""
+
+    @abstractmethod
+    def _release(self, key: str, owner: str) -> None: ...
+
+    @abstractmethod
+    def _count(self) -> int: ...
+
+    @abstractmethod
+    def _where(self) -> str:
+        """The store, as a warning names it (no password)."""
+
+    def _reason(self, exc: Exception) -> str:
+        return str(exc)
+
+    def _own_connection(self) -> Any:
+        """This thread's connection, if this process opened it (a forked child's
+        inherited one is never used)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        return None
+
+    def _keep_connection(self, conn: Any) -> None:
+        self._local.conn, self._local.pid = conn, os.getpid()
+
+    def _remember(self, key: str, reply: CachedReply) -> None:
+        if self._memory_items <= 0:
+            return
+        with self._memory_lock:
+            self._memory[key] = reply
+            if len(self._memory) > self._memory_items:
+                self._memory.popitem(last=False)  # oldest first
+
+    def _disable(self, what: str, exc: Exception) -> None:
+        with self._warn_lock:
+            if not self._disabled:
+                log.warning("LM cache %s %s (%s); continuing without a cache", what,
+                            self._where(), self._reason(exc))
+            self._disabled = True
+
+
+class SQLiteCache(PersistentCache):
+    """A persistent cache in one SQLite file.
+
+    WAL journaling so readers never block the writer, a busy timeout so concurrent
+    writers wait instead of failing, and one short transaction per write.
+    """
+
+    def __init__(self, path: str | Path | None = None, busy_timeout_s: float = 30.0,
+                 memory_items: int = 10_000) -> None:
+        super().__init__(memory_items)
+        self.path = Path(path).expanduser() if path is not None else default_cache_path()
+        self._busy_timeout_s = busy_timeout_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection()
+        except (OSError, sqlite3.Error) as exc:
+            self._disable("cannot open", exc)
+
+    def _read(self, key: str) -> tuple[Any, ...] | None:
+        try:
+            return self._connection().execute(
+                "SELECT text, prompt_tokens, completion_tokens, finish_reason"
+                " FROM responses WHERE key = ?",
+                (key,),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            self._disable("cannot read", exc)
+            return None
+
+    def _write(self, key: str, model: str, response: LMResponse) -> None:
         row = (key, model, response.text, response.prompt_tokens, response.completion_tokens,
                response.finish_reason, time.time())
         try:
@@ -254,13 +346,8 @@ class SQLiteCache:
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", row)
         except sqlite3.Error as exc:
             self._disable("cannot write", exc)
-            return
-        self._remember(key, CachedReply(response.text, response.prompt_tokens,
-                                        response.completion_tokens, response.finish_reason))
 
-    def claim(self, key: str, owner: str, ttl_s: float) -> bool:
-        if self._disabled:
-            return True
+    def _claim(self, key: str, owner: str, ttl_s: float) -> bool:
         now = time.time()
         try:
             conn = self._connection()
@@ -280,42 +367,26 @@ class SQLiteCache:
             self._disable("cannot lease", exc)
             return True
 
-    def release(self, key: str, owner: str) -> None:
-        if self._disabled:
-            return
+    def _release(self, key: str, owner: str) -> None:
         try:
             self._connection().execute("DELETE FROM leases WHERE key = ? AND owner = ?",
                                        (key, owner))
         except sqlite3.Error as exc:
             self._disable("cannot release", exc)
 
-    def _remember(self, key: str, reply: CachedReply) -> None:
-        if self._memory_items <= 0:
-            return
-        with self._memory_lock:
-            self._memory[key] = reply
-            if len(self._memory) > self._memory_items:
-                self._memory.popitem(last=False)  # oldest first
-
-    def __len__(self) -> int:
-        if self._disabled:
-            return 0
+    def _count(self) -> int:
         try:
             return self._connection().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         except sqlite3.Error as exc:
             self._disable("cannot read", exc)
             return 0
 
-    def close(self) -> None:
-        """Close this thread's connection (others close when their threads end)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            conn.close()
-        self._local.conn = None
+    def _where(self) -> str:
+        return str(self.path)
 
     def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        conn = self._own_connection()
+        if conn is not None:
             return conn
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
                                isolation_level=None, check_same_thread=True)
@@ -324,11 +395,5 @@ class SQLiteCache:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(_SCHEMA)
         conn.execute(_LEASES)
-        self._local.conn, self._local.pid = conn, os.getpid()
+        self._keep_connection(conn)
         return conn
-
-    def _disable(self, what: str, exc: Exception) -> None:
-        with self._warn_lock:
-            if not self._disabled:
-                log.warning("LM cache %s %s (%s); continuing without a cache", what, self.path, exc)
-            self._disabled = True

@@ -1,8 +1,10 @@
 """The LM cache a team shares: PostgreSQL, with in-flight leases across machines.
 
 The same interface as :class:`lmpc.runtime.cache.SQLiteCache` (``get``, ``put``,
-``claim``, ``release``) on two tables of one database — usually the one that holds the
-Optuna studies, so a team needs one server. Chosen by ``LMPC_CACHE_URL=postgresql://...``.
+``claim``, ``release``; the memory layer and the degrading to no caching are their
+shared base, ``cache.PersistentCache``) on two tables of one database — usually the one
+that holds the Optuna studies, so a team needs one server. Chosen by
+``LMPC_CACHE_URL=postgresql://...``.
 
 Leases: ``claim`` is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement, so the
 server decides who holds a key (the row lock serializes concurrent claims). A lease is
@@ -22,28 +24,15 @@ everyone pay again).
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-from collections import OrderedDict
 from typing import Any
 
-from lmpc.runtime.cache import CachedReply, CacheError, redact_url
+from lmpc.runtime.cache import RESPONSE_COLUMNS, CacheError, PersistentCache, redact_url
 from lmpc.runtime.lm_types import LMResponse
-
-log = logging.getLogger("lmpc")
 
 _SCHEMA_LOCK = 0x6C6D7063  # "lmpc": one creator of the tables at a time
 _SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS lmpc_responses (
-        key TEXT PRIMARY KEY,
-        model TEXT NOT NULL,
-        text TEXT NOT NULL,
-        prompt_tokens INTEGER NOT NULL,
-        completion_tokens INTEGER NOT NULL,
-        finish_reason TEXT,
-        created TIMESTAMPTZ NOT NULL DEFAULT now()
-    )""",
+    f"""CREATE TABLE IF NOT EXISTS lmpc_responses ({RESPONSE_COLUMNS},
+        created TIMESTAMPTZ NOT NULL DEFAULT now())""",
     """CREATE TABLE IF NOT EXISTS lmpc_leases (
         key TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
@@ -77,21 +66,16 @@ def driver_url(url: str) -> str:
     return scheme.split("+", 1)[0] + sep + rest
 
 
-class PostgresCache:
+class PostgresCache(PersistentCache):
     """A persistent cache in a PostgreSQL database, shared by every process that uses it."""
 
     def __init__(self, url: str, memory_items: int = 10_000,
                  connect_timeout_s: float = 10.0) -> None:
+        super().__init__(memory_items)
         self.url = driver_url(url)
         #: where Optuna studies go when a pass is not told (the same server)
         self.study_url = url
         self._timeout = connect_timeout_s
-        self._memory: OrderedDict[str, CachedReply] = OrderedDict()
-        self._memory_items = memory_items
-        self._memory_lock = threading.Lock()
-        self._local = threading.local()
-        self._disabled = False
-        self._warn_lock = threading.Lock()
         try:
             conn = self._connection()
             with conn.transaction():
@@ -102,27 +86,11 @@ class PostgresCache:
             raise CacheError(f"cannot open the LM cache {redact_url(url)}: "
                              f"{_reason(exc)}") from None
 
-    @property
-    def enabled(self) -> bool:
-        return not self._disabled
+    def _read(self, key: str) -> tuple[Any, ...] | None:
+        return self._run("cannot read", "SELECT text, prompt_tokens, completion_tokens, "
+                         "finish_reason FROM lmpc_responses WHERE key = %s", (key,))
 
-    def get(self, key: str) -> CachedReply | None:
-        if self._disabled:
-            return None
-        hit = self._memory.get(key)
-        if hit is not None:
-            return hit
-        row = self._run("cannot read", "SELECT text, prompt_tokens, completion_tokens, "
-                        "finish_reason FROM lmpc_responses WHERE key = %s", (key,))
-        if not row:
-            return None
-        hit = CachedReply(*row)
-        self._remember(key, hit)
-        return hit
-
-    def put(self, key: str, model: str, response: LMResponse) -> None:
-        if self._disabled:
-            return
+    def _write(self, key: str, model: str, response: LMResponse) -> None:
         self._run("cannot write",
                   "INSERT INTO lmpc_responses (key, model, text, prompt_tokens, "
                   "completion_tokens, finish_reason) VALUES (%s, %s, %s, %s, %s, %s) "
@@ -132,34 +100,25 @@ class PostgresCache:
                   "finish_reason = EXCLUDED.finish_reason, created = now()",
                   (key, model, response.text, response.prompt_tokens,
                    response.completion_tokens, response.finish_reason), fetch=False)
-        if not self._disabled:
-            self._remember(key, CachedReply(response.text, response.prompt_tokens,
-                                            response.completion_tokens, response.finish_reason))
 
-    def claim(self, key: str, owner: str, ttl_s: float) -> bool:
-        if self._disabled:
-            return True
+    def _claim(self, key: str, owner: str, ttl_s: float) -> bool:
         row = self._run("cannot lease", _CLAIM, {"key": key, "owner": owner,
                                                  "ttl": float(ttl_s)})
         return True if self._disabled else bool(row)
 
-    def release(self, key: str, owner: str) -> None:
-        if self._disabled:
-            return
+    def _release(self, key: str, owner: str) -> None:
         self._run("cannot release", "DELETE FROM lmpc_leases WHERE key = %s AND owner = %s",
                   (key, owner), fetch=False)
 
-    def __len__(self) -> int:
-        row = None if self._disabled else self._run("cannot read",
-                                                    "SELECT COUNT(*) FROM lmpc_responses", ())
+    def _count(self) -> int:
+        row = self._run("cannot read", "SELECT COUNT(*) FROM lmpc_responses", ())
         return int(row[0]) if row else 0
 
-    def close(self) -> None:
-        """Close this thread's connection (others close when their threads end)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            conn.close()
-        self._local.conn = None
+    def _where(self) -> str:
+        return redact_url(self.url)
+
+    def _reason(self, exc: Exception) -> str:
+        return _reason(exc)
 
     # ------------------------------------------------------------ internals
 
@@ -173,30 +132,15 @@ class PostgresCache:
             return None
 
     def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid() and not conn.closed:
+        conn = self._own_connection()
+        if conn is not None and not conn.closed:
             return conn
         import psycopg  # the optional driver: only a team cache needs it
 
         conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(self._timeout),
                                application_name="lmpc-cache")
-        self._local.conn, self._local.pid = conn, os.getpid()
+        self._keep_connection(conn)
         return conn
-
-    def _remember(self, key: str, reply: CachedReply) -> None:
-        if self._memory_items <= 0:
-            return
-        with self._memory_lock:
-            self._memory[key] = reply
-            if len(self._memory) > self._memory_items:
-                self._memory.popitem(last=False)
-
-    def _disable(self, what: str, exc: Exception) -> None:
-        with self._warn_lock:
-            if not self._disabled:
-                log.warning("LM cache %s %s (%s); continuing without a cache", what,
-                            redact_url(self.url), _reason(exc))
-            self._disabled = True
 
 
 def _reason(exc: BaseException) -> str:
