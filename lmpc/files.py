@@ -1,4 +1,5 @@
-"""Reading an input file (a source, an artifact, a data file, a corpus), bounded.
+"""Reading an input file (a source, an artifact, a data file, a corpus), bounded; the
+sha256 of a file an artifact pins (a dataset, tuned weights).
 
 Every file lmpc reads on a user's behalf comes through :func:`read_text`: it must be a
 regular file (a FIFO would block forever, ``/dev/zero`` would fill memory), no larger
@@ -17,6 +18,7 @@ lmpc.files.FileProblem: not UTF-8 at line 3, column 1 (byte 0xff)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 
@@ -89,6 +91,15 @@ def decode(data: bytes) -> str:
     return text[1:] if text.startswith(BOM) else text
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (weights files are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(MB), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def is_regular(path: str | os.PathLike[str]) -> bool:
     try:
         return stat.S_ISREG(os.stat(path).st_mode)
@@ -101,4 +112,4 @@ def _size(n: int) -> str:
 
 
 __all__ = ["ARTIFACT_LIMIT", "DATA_LIMIT", "SOURCE_LIMIT", "FileProblem", "decode",
-           "is_regular", "read_bytes", "read_text"]
+           "file_sha256", "is_regular", "read_bytes", "read_text"]

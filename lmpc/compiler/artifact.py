@@ -312,7 +312,8 @@ def store_weights(artifact: Artifact, path: Path) -> Artifact:
 
 
 def _copy_pinned(source: Path, target: Path, sha256: str, size: int) -> None:
-    from lmpc.runtime.weights import WeightsError, file_sha256
+    from lmpc.files import file_sha256
+    from lmpc.runtime.weights import WeightsError
 
     if target.is_file() and target.stat().st_size == size and file_sha256(target) == sha256:
         return

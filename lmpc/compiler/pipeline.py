@@ -34,9 +34,10 @@ from lmpc.compiler.passes.base import (
     PassStarted,
     Progress,
 )
-from lmpc.eval.data import dataset_files, file_sha256, load_splits
+from lmpc.eval.data import dataset_files, load_splits
 from lmpc.eval.evaluate import EvalResult, evaluate
 from lmpc.eval.metrics import Metric, build_metric, reward_fns_for
+from lmpc.files import file_sha256
 from lmpc.ir import LMIR, OptimizeIR, ProgramIR
 from lmpc.runtime.trust import Trust
 

@@ -14,7 +14,6 @@ reported with its file and line, never skipped.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 from typing import Any
@@ -67,15 +66,6 @@ def load_splits(dataset: DatasetIR, base_dir: str | Path, module_inputs: list[st
         else:
             parts[name] = rows
     return parts
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes (recorded in the artifact)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_examples(

@@ -221,7 +221,7 @@ def load_local_model(name: str, lora_path: str | None = None,
 
 def _check_adapter(path: str, sha256: str | None) -> None:
     """Weights whose hash differs from the recorded one are never loaded (docs/trust.md)."""
-    from lmpc.runtime.weights import file_sha256
+    from lmpc.files import file_sha256
 
     if not sha256:
         raise LMError(f"LoRA adapter {path}: no sha256 recorded; refusing to load it")

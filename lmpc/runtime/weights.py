@@ -20,23 +20,15 @@ lmpc.runtime.weights.WeightsError: tuned weights a.gguf: size 8 bytes, the artif
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from lmpc.files import file_sha256
 from lmpc.ir import WeightsFileIR
 
 
 class WeightsError(Exception):
     """A weights file that is missing, outside its folder, or not the recorded one."""
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_weights(pin: WeightsFileIR, folder: str | Path) -> Path:

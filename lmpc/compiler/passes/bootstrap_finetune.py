@@ -199,8 +199,8 @@ def _train_local(ctx: PassContext, base: LMIR, records: list[TrainingRecord], lo
                  ) -> tuple[WeightsFileIR, dict[str, Any]]:
     """Train (or reuse from the weights cache) the adapter of ``records``."""
     from lmpc.compiler.finetune.local import TrainingError, train_lora
+    from lmpc.files import file_sha256
     from lmpc.runtime.local_model import LOCAL_MODELS
-    from lmpc.runtime.weights import file_sha256
 
     short = base.model.removeprefix("local/")
     if short not in LOCAL_MODELS:
