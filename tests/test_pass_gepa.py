@@ -19,18 +19,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
 
-from world import LM, World, classify_program, examples, pass_context  # noqa: E402
+from world import LM, Cap, World, classify_program, days_setup, examples, level_of, pass_context  # noqa: E402
 
 from lmpc.compiler.passes._estimate import workload_of  # noqa: E402
 from lmpc.compiler.passes.gepa import auto_budget, estimate, gepa, metric_budget  # noqa: E402
 from lmpc.runtime.lm_types import LMRequest  # noqa: E402
-
-_LEVEL = re.compile(r"level (\d)")
-
-
-def _level(text: str) -> int:
-    found = _LEVEL.findall(text)
-    return int(found[-1]) if found else 1
 
 
 def make_answer(step: int = 1, junk: int = 0) -> Any:
@@ -43,13 +36,13 @@ def make_answer(step: int = 1, junk: int = 0) -> Any:
             if junk and request.rollout // 1000 < junk:
                 return "0.875"
             current = content.split("## current_instruction ## ]]")[1].split("[[ ##")[0]
-            new = max(0, min(4, _level(current) + step))
+            new = max(0, min(4, level_of(current) + step))
             if step < 0:  # worse drafts, each its own (so none is a duplicate)
                 return f"Classify the sentiment of the review, level {new} (draft " \
                        f"{request.rollout})."
             return f"Classify the sentiment of the review, level {new}."
         if name == "label" and text:
-            level = _level(request.messages[0]["content"])
+            level = level_of(request.messages[0]["content"])
             n = int(text.split()[-1])
             right = "positive" if "good" in text else "negative"
             wrong = "negative" if right == "positive" else "positive"
@@ -61,12 +54,7 @@ def make_answer(step: int = 1, junk: int = 0) -> Any:
 
 def setup(step: int = 1, junk: int = 0, n_train: int = 12, n_val: int = 8,
           **kw: Any) -> tuple[World, Any, Any]:
-    world = World(answer=make_answer(step, junk))
-    prog = classify_program()
-    rows = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(n_train + n_val)]
-    data = examples(rows)
-    ctx = pass_context(world, prog, "Classify", data[:n_train], data[n_train:], **kw)
-    return world, prog, ctx
+    return days_setup(make_answer(step, junk), n_train, n_val, **kw)
 
 
 def reflections(world: World) -> list[LMRequest]:
@@ -86,8 +74,8 @@ def test_a_better_reflection_is_found_and_kept() -> None:
         assert node["origin"] == "reflection" and len(node["parents"]) == 1
         parent = tree[node["parents"][0]]
         # each kept child is one level above its parent, written from its feedback
-        assert _level(node["instructions"]["Classify.c"]) == \
-            _level(parent["instructions"]["Classify.c"]) + 1
+        assert level_of(node["instructions"]["Classify.c"]) == \
+            level_of(parent["instructions"]["Classify.c"]) + 1
         assert node["reflection"]["predictor"] == "Classify.c"
         assert len(node["val_scores"]) == 8
     assert prog.predictors["Classify.c"].signature.instructions == "Classify the sentiment."
@@ -136,25 +124,6 @@ def test_same_seed_same_report() -> None:
         reports.append(json.dumps(gepa(prog, ctx, max_metric_calls=80, seed=3).report,
                                   sort_keys=True))
     assert reports[0] == reports[1]
-
-
-class Cap:
-    """A budget with a calls cap, counting the scripted transport's requests."""
-
-    def __init__(self, world: World, calls: int) -> None:
-        from lmpc.ir import BudgetIR
-
-        self.world, self.budget, self.exceeded = world, BudgetIR(calls=calls), None
-
-    def used(self) -> dict[str, float]:
-        return {"calls": len(self.world.requests), "cost_usd": 0.0}
-
-    def check(self, calls: int = 1) -> None:
-        from lmpc.compiler.passes.base import BudgetExceeded
-
-        if len(self.world.requests) + calls > self.budget.calls:
-            self.exceeded = "cap"
-            raise BudgetExceeded("cap")
 
 
 def test_budget_stop_keeps_the_best_so_far() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
 
-from world import LM, World, classify_program, examples, pass_context  # noqa: E402
+from world import LM, Cap, World, days_setup, level_of  # noqa: E402
 
 from lmpc.compiler.passes._estimate import workload_of  # noqa: E402
 from lmpc.compiler.passes.simba import (  # noqa: E402
@@ -32,21 +31,14 @@ from lmpc.compiler.passes.simba import (  # noqa: E402
 )
 from lmpc.runtime.lm_types import LMRequest  # noqa: E402
 
-_LEVEL = re.compile(r"level (\d)")
-
-
-def _level(text: str) -> int:
-    found = _LEVEL.findall(text)
-    return int(found[-1]) if found else 1
-
 
 def answer(request: LMRequest, text: str, name: str) -> str | None:
     content = request.messages[-1]["content"]
     if name == "advice":
         current = content.split("## current_instruction ## ]]")[1].split("[[ ##")[0]
-        return f"Read the whole review first, level {min(4, _level(current) + 1)}."
+        return f"Read the whole review first, level {min(4, level_of(current) + 1)}."
     if name == "label" and text:
-        level = _level(request.messages[0]["content"]) + (len(request.messages) > 2)
+        level = level_of(request.messages[0]["content"]) + (len(request.messages) > 2)
         n = int(text.split()[-1])
         right = "positive" if "good" in text else "negative"
         wrong = "negative" if right == "positive" else "positive"
@@ -55,12 +47,7 @@ def answer(request: LMRequest, text: str, name: str) -> str | None:
 
 
 def setup(n_train: int = 16, n_val: int = 8, **kw: Any) -> tuple[World, Any, Any]:
-    world = World(answer=answer)
-    prog = classify_program()
-    rows = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(n_train + n_val)]
-    data = examples(rows)
-    ctx = pass_context(world, prog, "Classify", data[:n_train], data[n_train:], **kw)
-    return world, prog, ctx
+    return days_setup(answer, n_train, n_val, **kw)
 
 
 def advice_requests(world: World) -> list[LMRequest]:
@@ -108,7 +95,7 @@ def test_both_strategies_and_the_final_pick() -> None:
     assert final[0]["index"] == 0  # the unchanged program is always a finalist
     assert result.report["picked"] == max(final, key=lambda r: r["train_score"])["index"]
     best = result.program.predictors["Classify.c"]
-    assert _level(best.signature.instructions) + bool(best.demos) > 1
+    assert level_of(best.signature.instructions) + bool(best.demos) > 1
     assert result.candidates[0].score == max(r["train_score"] for r in final)
     check = result.report["val_check"]
     assert check["picked"] >= check["input"]
@@ -129,23 +116,6 @@ def test_same_seed_same_report() -> None:
         reports.append(json.dumps(simba(prog, ctx, bsize=6, num_candidates=2,
                                         max_steps=2).report, sort_keys=True, default=str))
     assert reports[0] == reports[1]
-
-
-class Cap:
-    def __init__(self, world: World, calls: int) -> None:
-        from lmpc.ir import BudgetIR
-
-        self.world, self.budget, self.exceeded = world, BudgetIR(calls=calls), None
-
-    def used(self) -> dict[str, float]:
-        return {"calls": len(self.world.requests), "cost_usd": 0.0}
-
-    def check(self, calls: int = 1) -> None:
-        from lmpc.compiler.passes.base import BudgetExceeded
-
-        if len(self.world.requests) + calls > self.budget.calls:
-            self.exceeded = "cap"
-            raise BudgetExceeded("cap")
 
 
 def test_budget_stop_keeps_the_best_winner_so_far() -> None:
