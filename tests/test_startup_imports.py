@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fake_server import sentiment_reply, sentiment_source
+from fake_server import fake_server, sentiment_reply, sentiment_source
 
 from lmpc.cli import main
 from lmpc.runtime.scripted import ScriptedTransport, render_request
@@ -116,6 +117,66 @@ def test_a_hosted_call_imports_litellm(tmp_path: Path) -> None:
                                 "--no-cache"]], tmp_path)
     assert codes == [1]
     assert "litellm" in heavy
+
+
+OFFLINE_RUNNER = """\
+import json, os, sys
+hosts = []
+
+
+def spy(event, args):  # every address this process resolves or connects to
+    if event == "socket.getaddrinfo":
+        hosts.append(str(args[0]))
+    elif event == "socket.connect" and isinstance(args[1], tuple):
+        hosts.append(str(args[1][0]))
+
+
+sys.addaudithook(spy)
+from lmpc.cli import main
+try:
+    main(json.loads(sys.argv[1]))
+except SystemExit as exc:
+    code = exc.code
+from litellm.litellm_core_utils.get_model_cost_map import get_model_cost_map_source_info
+info = get_model_cost_map_source_info()
+print(json.dumps(dict(code=code, hosts=sorted(set(hosts)), cost_map=info["source"],
+                      forced=info["is_env_forced"],
+                      offline=os.environ.get("LITELLM_OFFLINE_MODE"))))
+"""
+
+
+def test_a_hosted_call_reaches_its_endpoint_and_nothing_else(tmp_path: Path) -> None:
+    """litellm's import fetches its price table from GitHub unless told not to (offline:
+    seconds of retries); lmpc tells it before importing it, so a hosted call opens no
+    connection but the one to its own endpoint."""
+    with fake_server(sentiment_reply) as server:
+        source = sentiment_source(tmp_path, server.url)
+        environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+                   "LMPC_TRUST_FILE": "/nonexistent"}  # no LITELLM_* of the caller's
+        out = subprocess.run(
+            [sys.executable, "-c", OFFLINE_RUNNER,
+             json.dumps(["run", str(source), "--input", '{"text": "The movie was superb."}',
+                         "--no-cache"])],
+            cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout.strip().splitlines()[-1])
+        assert server.count == 1  # the call was really made, through litellm
+    assert report["code"] == 0, out.stdout
+    assert report["hosts"] == ["127.0.0.1"]  # no raw.githubusercontent.com, no DNS at all
+    assert report["cost_map"] == "local" and report["forced"] is True
+    assert report["offline"] == "true"
+    assert "model cost map" not in out.stderr  # litellm's fetch warnings
+
+
+def test_a_users_own_litellm_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmpc.runtime.lm import LITELLM_OFFLINE_ENV, import_litellm
+
+    monkeypatch.setenv("LITELLM_OFFLINE_MODE", "false")
+    monkeypatch.delenv("LITELLM_LOCAL_MODEL_COST_MAP", raising=False)
+    import_litellm()
+    assert os.environ["LITELLM_OFFLINE_MODE"] == "false"
+    assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == LITELLM_OFFLINE_ENV[
+        "LITELLM_LOCAL_MODEL_COST_MAP"]
 
 
 @pytest.mark.integration

@@ -417,10 +417,18 @@ _LITELLM_LOCK = threading.Lock()
 _OWN_SETTINGS = frozenset({"fallbacks", "model_type", "num_retries", *LIMIT_SETTINGS})
 
 
+# Set before litellm is first imported. Without the first, its import fetches the model
+# price table from GitHub and, offline, retries it for seconds; the second keeps every
+# other download litellm starts on its own (tokenizers, provider header tables) off too.
+# A user's own value of either wins.
+LITELLM_OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true"}
+
+
 def _import_litellm() -> Any:
-    """Import litellm once, offline-friendly (no fetch of its price table)."""
+    """Import litellm once, offline (no fetch of its price table or anything else)."""
     with _LITELLM_LOCK:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        for name, value in LITELLM_OFFLINE_ENV.items():
+            os.environ.setdefault(name, value)
         import litellm
 
         litellm.suppress_debug_info = True

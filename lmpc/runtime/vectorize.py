@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import threading
 from collections import Counter
@@ -89,8 +88,9 @@ class LitellmVectorizer:
         self.model = model.removeprefix("litellm/")
 
     def vectors(self, texts: Sequence[str]) -> list[Vector]:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm  # slow to import: only when an embedding model is really used
+        from lmpc.runtime.lm import import_litellm
+
+        litellm = import_litellm()  # slow, offline: only when an embedding model is used
 
         try:
             response = litellm.embedding(model=self.model, input=list(texts))
