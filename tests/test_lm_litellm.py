@@ -10,6 +10,7 @@ import socket
 import sqlite3
 
 import pytest
+from fake_server import fake_server
 
 from lmpc.runtime.cache import SQLiteCache
 from lmpc.runtime.lm import LitellmTransport, LMClient
@@ -89,3 +90,38 @@ def test_secret_never_reaches_the_cache(tmp_path) -> None:
     assert len(rows) == 1
     dump = repr(rows) + path.read_bytes().decode("latin-1")
     assert "LMPC_TEST_KEY" not in dump and SECRET not in dump
+
+
+@pytest.mark.parametrize(("model", "priced"), [("openai/lmpc-unpriced-model", False),
+                                               ("openai/gpt-4o-mini", True)])
+def test_a_model_litellm_cannot_price_is_priced_zero_from_its_second_call(
+        monkeypatch: pytest.MonkeyPatch, model: str, priced: bool) -> None:
+    """litellm searches its whole price table after every reply of a model it has no price
+    for; once it found none, lmpc gives the model a price of 0 (what it counts anyway).
+    A model litellm prices keeps litellm's price on every call."""
+    import lmpc.runtime.lm as lm
+
+    sent: list[dict[str, object]] = []
+    real_call = lm._call
+
+    def recording_call(litellm, shape, model, request, kwargs):  # type: ignore[no-untyped-def]
+        sent.append(dict(kwargs))
+        return real_call(litellm, shape, model, request, kwargs)
+
+    monkeypatch.setattr(lm, "_call", recording_call)
+    transport = LitellmTransport()
+    with fake_server(lambda body: "ok") as server:
+        costs = [transport.send(LMRequest(
+            model, "chat", messages=({"role": "user", "content": f"q{i}"},),
+            settings={"api_base": server.url, "api_key": "unused", "max_tokens": 4})).cost_usd
+            for i in range(3)]
+        bodies = [r.body for r in server.requests]
+    zero = {k: sent[i].get(k) for i in range(3) for k in lm.ZERO_PRICE}
+    assert "input_cost_per_token" not in sent[0]  # litellm is asked first
+    if priced:
+        assert all(c > 0 for c in costs)  # gpt-4o-mini's price, 5 + 2 tokens
+        assert zero == {"input_cost_per_token": None, "output_cost_per_token": None}
+    else:
+        assert costs == [0.0, 0.0, 0.0]
+        assert all(sent[i][k] == 0.0 for i in (1, 2) for k in lm.ZERO_PRICE)
+    assert not any(k in body for body in bodies for k in lm.ZERO_PRICE)  # never sent
