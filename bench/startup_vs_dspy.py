@@ -12,9 +12,13 @@ Cases (every one a new interpreter; ``--repeat`` runs each, interleaved, median 
 - embedded, cache hit: the same ``lmpc run`` when the LM cache holds the request.
 - hosted, cold: ``lmpc eval`` of one row against the loopback server (100 ms a reply:
   ``bench/_loopback.py``), no cache; DSPy: ``import dspy``, ``dspy.Evaluate`` of the
-  same row with ``dspy.Predict`` (``cache=False``).
+  same row with ``dspy.Predict`` (``cache=False``). DSPy 3.4.1 sends such a call with its
+  own HTTP client (its vendored ``lm15`` engine), not litellm, which it never imports
+  here; ``dspy_litellm`` is the same script with ``engine="litellm"``, the path lmpc takes.
 - hosted, cache hit: the same, served from each framework's own disk cache.
 - ``lmpc check examples/classify.lmp`` against ``python -c "import dspy"``.
+- ``import litellm`` alone (offline, as lmpc imports it): the floor of any one-shot
+  process that makes a call through litellm.
 
 Run: ``python bench/startup_vs_dspy.py [--repeat 3]`` after ``lmpc build
 examples/classify.lmp`` (writes ``bench/results/startup_vs_dspy.json``).
@@ -64,17 +68,25 @@ from typing import Literal
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy
 api_base, cache, row = sys.argv[1], sys.argv[2] == "cache", json.loads(sys.argv[3])
+engine = sys.argv[4] if len(sys.argv) > 4 else "auto"  # auto: DSPy's own HTTP client
 signature = dspy.Signature(
     {"ticket": (str, dspy.InputField(desc=__DESC__)),
      "category": (Literal[__CATEGORIES__], dspy.OutputField())}, __INSTRUCTIONS__)
 lm = dspy.LM(__MODEL__, api_base=api_base, api_key="none", cache=cache, temperature=0.0,
-             max_tokens=16)
+             max_tokens=16, engine=engine)
 dspy.configure(lm=lm, adapter=dspy.ChatAdapter(use_json_adapter_fallback=False))
 metric = lambda ex, pred, trace=None: float(getattr(pred, "category", None) == ex.category)
 devset = [dspy.Example(**row).with_inputs("ticket")]
 result = dspy.Evaluate(devset=devset, metric=metric, num_threads=1,
                        display_progress=False)(dspy.Predict(signature))
-print(json.dumps({"score": float(result.score) / 100}))
+print(json.dumps({"score": float(result.score) / 100, "litellm": "litellm" in sys.modules}))
+"""
+
+IMPORT_LITELLM = """\
+import os
+os.environ.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true")
+import litellm
+litellm.completion
 """
 for _name, _value in (("DESC", TICKET_DESC), ("CATEGORIES", CATEGORIES),
                       ("INSTRUCTIONS", INSTRUCTIONS), ("MODEL", MODEL)):
@@ -115,8 +127,9 @@ def embedded_request(artifact: Path) -> dict[str, Any]:
             "stop": [stop] if isinstance(stop, str) else list(stop or [])}
 
 
-def cases(args: argparse.Namespace, api_base: str, work: Path) -> dict[str, list[Any]]:
-    """Case name -> (command, fresh cache dir per run?) for lmpc and DSPy sides."""
+def cases(args: argparse.Namespace, api_base: str, work: Path
+          ) -> dict[str, list[tuple[str, list[str]]]]:
+    """Case name -> (side, command) pairs; ``{fresh}`` in a command is a new cache dir."""
     py = sys.executable
     lmpc = [py, "-m", "lmpc"]
     hosted = work / "router.lmp"
@@ -130,19 +143,20 @@ def cases(args: argparse.Namespace, api_base: str, work: Path) -> dict[str, list
     request = json.dumps(embedded_request(args.artifact))
     run = [*lmpc, "run", str(args.artifact), "--input", json.dumps({"ticket": TICKET})]
     evaluate = [*lmpc, "eval", str(hosted), "--data", str(data), "--json"]
+    dspy_eval = [py, str(work / "dspy_eval.py"), api_base]
     warm = str(work / "warm-cache")
     return {
-        "embedded, cold": [[*run, "--cache-dir", "{fresh}"],
-                           [py, str(work / "dspy_embedded.py"), request]],
-        "embedded, cache hit": [[*run, "--cache-dir", warm], None],
-        "hosted, cold": [[*evaluate, "--no-cache"],
-                         [py, str(work / "dspy_eval.py"), api_base, "no-cache",
-                          json.dumps(ROW)]],
-        "hosted, cache hit": [[*evaluate, "--cache-dir", warm],
-                              [py, str(work / "dspy_eval.py"), api_base, "cache",
-                               json.dumps(ROW)]],
-        "check / import": [[*lmpc, "check", str(ROOT / "examples" / "classify.lmp")],
-                           [py, "-c", "import dspy"]],
+        "embedded, cold": [("lmpc", [*run, "--cache-dir", "{fresh}"]),
+                           ("dspy", [py, str(work / "dspy_embedded.py"), request])],
+        "embedded, cache hit": [("lmpc", [*run, "--cache-dir", warm])],
+        "hosted, cold": [("lmpc", [*evaluate, "--no-cache"]),
+                         ("dspy", [*dspy_eval, "no-cache", json.dumps(ROW)]),
+                         ("dspy_litellm", [*dspy_eval, "no-cache", json.dumps(ROW), "litellm"])],
+        "hosted, cache hit": [("lmpc", [*evaluate, "--cache-dir", warm]),
+                              ("dspy", [*dspy_eval, "cache", json.dumps(ROW)])],
+        "check / import": [("lmpc", [*lmpc, "check", str(ROOT / "examples" / "classify.lmp")]),
+                           ("dspy", [py, "-c", "import dspy"])],
+        "import litellm alone": [("litellm", [py, "-c", IMPORT_LITELLM])],
     }
 
 
@@ -164,20 +178,16 @@ def main() -> None:
                "DSPY_CACHEDIR": str(work / "dspy-cache"), "OMP_WAIT_POLICY": "PASSIVE"}
         table = cases(args, server.api_base, work)
         # fill both caches once (not timed): the hit cases read them
-        for lmpc_cmd, dspy_cmd in (table["embedded, cache hit"], table["hosted, cache hit"]):
-            timed(lmpc_cmd, env, work)
-            if dspy_cmd:
-                timed(dspy_cmd, env, work)
+        for _, command in (*table["embedded, cache hit"], *table["hosted, cache hit"]):
+            timed(command, env, work)
         for n in range(args.repeat):
-            for name, (lmpc_cmd, dspy_cmd) in table.items():
-                for side, command in (("lmpc", lmpc_cmd), ("dspy", dspy_cmd)):
-                    if command is None:
-                        continue
+            for name, commands in table.items():
+                for side, command in commands:
                     fresh = str(work / f"fresh-{n}-{len(results)}")
                     command = [fresh if part == "{fresh}" else part for part in command]
                     result = timed(command, env, work)
                     results.setdefault(name, {}).setdefault(side, []).append(result)
-                    print(f"{name:22} {side:5} {result['wall_s']:6.2f} s wall "
+                    print(f"{name:22} {side:12} {result['wall_s']:6.2f} s wall "
                           f"{result['cpu_s']:6.2f} s CPU", flush=True)
     summary = {name: {side: {"median_wall_s": round(statistics.median(r["wall_s"] for r in runs),
                                                     2),
@@ -187,11 +197,9 @@ def main() -> None:
                       for side, runs in sides.items()}
                for name, sides in results.items()}
     for name, sides in summary.items():
-        line = f"| {name} | {sides['lmpc']['median_wall_s']:.2f} s |"
-        if "dspy" in sides:
-            ratio = sides["lmpc"]["median_wall_s"] / sides["dspy"]["median_wall_s"]
-            line += f" {sides['dspy']['median_wall_s']:.2f} s | {ratio:.2f}x |"
-        print(line)
+        print(f"| {name} | " + " | ".join(
+            f"{side} {v['median_wall_s']:.2f} s ({v['median_cpu_s']:.2f} s CPU)"
+            for side, v in sides.items()) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "repeat": args.repeat, "load_average_before": load_before,

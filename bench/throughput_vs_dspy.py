@@ -9,7 +9,9 @@ start-up is excluded. No cache on either side: every row is a request.
 
 - lmpc: ``lmpc.eval.evaluate`` with ``threads``, through ``LMClient`` + ``LitellmTransport``.
 - DSPy: ``dspy.Evaluate(num_threads=threads)`` over ``dspy.Predict`` with ``ChatAdapter``,
-  ``dspy.LM(..., cache=False)``.
+  ``dspy.LM(..., cache=False)``. DSPy 3.4.1 sends these calls with its own HTTP client
+  (its vendored ``lm15`` engine) and never imports litellm; ``dspy_litellm`` is the same
+  with ``engine="litellm"``: DSPy through litellm, the path lmpc takes.
 
 The server counts the requests it holds at once (``peak_in_flight``): that, not a
 framework's own bookkeeping, says how many were in flight.
@@ -102,8 +104,9 @@ def lmpc_side(api_base: str, threads: int, n: int) -> dict[str, Any]:
             "client_peak_in_flight": client.peak_in_flight().get(MODEL, 0)}
 
 
-def dspy_side(api_base: str, threads: int, n: int) -> dict[str, Any]:
+def dspy_side(api_base: str, threads: int, n: int, engine: str = "auto") -> dict[str, Any]:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
     from typing import Literal
 
     import dspy
@@ -113,7 +116,7 @@ def dspy_side(api_base: str, threads: int, n: int) -> dict[str, Any]:
          "category": (Literal[CATEGORIES], dspy.OutputField())},  # type: ignore[valid-type]
         INSTRUCTIONS)
     lm = dspy.LM(MODEL, api_base=api_base, api_key="none", cache=False, temperature=0.0,
-                 max_tokens=16)
+                 max_tokens=16, engine=engine)
     dspy.configure(lm=lm, adapter=dspy.ChatAdapter(use_json_adapter_fallback=False))
     program = dspy.Predict(signature)
     program(ticket=WARM_UP)  # start-up, not timed
@@ -131,7 +134,8 @@ def dspy_side(api_base: str, threads: int, n: int) -> dict[str, Any]:
     failures = sum(1 for _, pred, _ in result.results if not hasattr(pred, "category"))
     return {"seconds": seconds, "cpu_s": time.process_time() - cpu,
             "score": float(result.score) / 100, "failures": failures, "n": len(devset),
-            "dspy_version": dspy.__version__}
+            "dspy_version": dspy.__version__, "engine": engine,
+            "imported_litellm": "litellm" in sys.modules}
 
 
 # ------------------------------------------------------------------ the driver
@@ -139,7 +143,8 @@ def dspy_side(api_base: str, threads: int, n: int) -> dict[str, Any]:
 
 def point(side: str, api_base: str, threads: int, n: int) -> dict[str, Any]:
     """One side at one thread count, in a fresh process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "LITELLM_OFFLINE_MODE": "true"}
     out = subprocess.run([sys.executable, __file__, "--side", side, "--api-base", api_base,
                           "--threads", str(threads), "--rows", str(n)],
                          capture_output=True, text=True, env=env, timeout=900)
@@ -154,14 +159,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--delay", type=float, default=0.1, help="server seconds per reply")
     parser.add_argument("--repeat", type=int, default=1, help="runs per point (best kept)")
-    parser.add_argument("--sides", default="lmpc,dspy")
+    parser.add_argument("--sides", default="lmpc,dspy,dspy_litellm")
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--api-base", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "throughput_vs_dspy.json")
     args = parser.parse_args()
     if args.side:  # a child: one point, JSON on stdout
-        fn = lmpc_side if args.side == "lmpc" else dspy_side
-        print(json.dumps(fn(args.api_base, int(args.threads), args.rows)))
+        if args.side == "lmpc":
+            out = lmpc_side(args.api_base, int(args.threads), args.rows)
+        else:  # dspy: its own HTTP client; dspy_litellm: through litellm, as lmpc
+            engine = "litellm" if args.side == "dspy_litellm" else "auto"
+            out = dspy_side(args.api_base, int(args.threads), args.rows, engine)
+        print(json.dumps(out))
         return
     from _loopback import loopback_server
 
@@ -179,7 +188,7 @@ def main() -> None:
                     result.update(side=side, threads=t, server_requests=stats["requests"],
                                   server_peak_in_flight=stats["peak_in_flight"])
                     points.append(result)
-                    print(f"{side:5} threads {t:3}: {result['seconds']:6.2f} s  "
+                    print(f"{side:12} threads {t:3}: {result['seconds']:6.2f} s  "
                           f"peak in flight {stats['peak_in_flight']:3}  "
                           f"score {result['score']:.3f}  failures {result['failures']}",
                           flush=True)
@@ -215,24 +224,27 @@ def summarize(points: list[dict[str, Any]], sides: list[str], threads: list[int]
                          "peak_in_flight": p["server_peak_in_flight"],
                          "speedup": round(base["seconds"] / p["seconds"], 1) if base else None,
                          "score": p["score"], "failures": p["failures"]}
-        if "lmpc" in row and "dspy" in row:
-            row["lmpc_over_dspy"] = round(row["lmpc"]["seconds"] / row["dspy"]["seconds"], 2)
+        for other in ("dspy", "dspy_litellm"):
+            if "lmpc" in row and other in row:
+                row[f"lmpc_over_{other}"] = round(row["lmpc"]["seconds"]
+                                                  / row[other]["seconds"], 2)
         out.append(row)
     return out
 
 
 def table(summary: list[dict[str, Any]]) -> str:
-    lines = ["| threads | lmpc s (in flight, speed-up) | DSPy s (in flight, speed-up) "
-             "| lmpc/DSPy |", "|---|---|---|---|"]
+    sides = [s for s in ("lmpc", "dspy", "dspy_litellm") if any(s in r for r in summary)]
+    lines = ["| threads | " + " | ".join(f"{s} s (in flight, speed-up, CPU s)" for s in sides)
+             + " | lmpc/DSPy |", "|---" * (len(sides) + 2) + "|"]
     for row in summary:
         cells = []
-        for side in ("lmpc", "dspy"):
+        for side in sides:
             p = row.get(side)
-            cells.append("-" if p is None else
-                         f"{p['seconds']:.2f} ({p['peak_in_flight']}, {p['speedup']}x)")
+            cells.append("-" if p is None else f"{p['seconds']:.2f} ({p['peak_in_flight']}, "
+                         f"{p['speedup']}x, {p['cpu_s']:.2f})")
         ratio = row.get("lmpc_over_dspy")
-        lines.append(f"| {row['threads']} | {cells[0]} | {cells[1]} | "
-                     f"{'-' if ratio is None else f'{ratio:.2f}x'} |")
+        lines.append(f"| {row['threads']} | " + " | ".join(cells) +
+                     f" | {'-' if ratio is None else f'{ratio:.2f}x'} |")
     return "\n".join(lines)
 
 
