@@ -150,7 +150,10 @@ class TunedIR(Node):
     adapter trained here, in ``adapter``, applied by llama.cpp on the base model) or
     "hosted" (a provider's fine-tuning job; the LM's ``model`` is the tuned model's name
     and ``job`` the job's id). ``training`` records how: records, epochs, learning rate,
-    rank, alpha, seed, the loss curve's ends, the time it took.
+    rank, alpha, seed, the loss curve's ends (only what the same build reproduces: no
+    times). ``prompt`` is the layout the weights were trained on and are prompted with:
+    "compact" drops the completion layout's instructions and guide lines (the tuned
+    weights learned them; ``TunedCompletionAdapter``), "full" keeps the untuned layout.
     """
 
     base: str
@@ -159,6 +162,7 @@ class TunedIR(Node):
     job: str | None = None
     predictors: list[str] = Field(default_factory=list)
     training: dict[str, Any] = Field(default_factory=dict)
+    prompt: Literal["full", "compact"] = "full"
 
 
 class LMIR(Node):

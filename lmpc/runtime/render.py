@@ -55,6 +55,9 @@ def render_predictor(program: ProgramIR, module: str, predictor: PredictorIR, ct
 
 def _left_out(call: Any, program: ProgramIR) -> str:
     """What the base-model layout leaves out of this prompt, said rather than hidden."""
+    if call.adapter.name == "completion-tuned":
+        return ("\n--- not in this prompt: the instructions and the lines saying what each "
+                "output is (the tuned weights were trained on this compact prompt)")
     if call.adapter.name != "completion":
         return ""
     from lmpc.runtime.adapters.completion import left_out

@@ -12,7 +12,11 @@ max_labeled_demos=16, teacher=none, timeout=3600``.
 2. A trace the metric accepts (truthy, or at least ``metric_threshold``) gives one
    training record per step, in exactly the form the student's predictor is prompted
    with (``lmpc.compiler.finetune.records``): the student is the program with its demos
-   and neighbours cleared, so the records teach the zero-shot prompt.
+   and neighbours cleared, so the records teach the zero-shot prompt. On a base (text)
+   model that prompt is the compact one of tuned weights (``TunedIR.prompt``): the input
+   and the output's label only, without the instructions and the lines saying what each
+   output is — the weights learn what they say, and every call after sends only what
+   varies (on examples/classify.lmp about a fifth of knn_fewshot's prompt tokens).
 3. One model is trained for all predictors that share a base LM (``multitask``), or one
    per predictor. An embedded model (``local/...``) gets a LoRA adapter trained here on
    the CPU (``lmpc[train]``; ``lmpc.compiler.finetune.local``), stored by content in the
@@ -38,7 +42,7 @@ import math
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lmpc.compiler.finetune.records import RecordError, TrainingRecord, group_records, records_for
 from lmpc.compiler.passes._demos import PassError, clear_demos
@@ -48,11 +52,16 @@ from lmpc.compiler.passes.base import PassContext, PassResult
 from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, walk_teacher
 from lmpc.compiler.passes.labeled_fewshot import apply_labeled
 from lmpc.ir import LMIR, ProgramIR, TunedIR, WeightsFileIR
+from lmpc.runtime.adapters import is_text_model
 
 log = logging.getLogger("lmpc")
 
 PASS = "bootstrap_finetune"
 TRAINER_VERSION = 1  # part of the weights cache key: a change of the trainer retrains
+#: The training facts an artifact records: what the same records and parameters
+#: reproduce, so a rebuild (trained again or reusing the cached adapter) writes the same
+#: bytes. How long it took is said in the build's progress and log, not stored.
+REPRODUCED = ("steps", "tokens", "first_loss", "last_loss")
 
 
 def bootstrap_finetune(
@@ -85,8 +94,9 @@ def bootstrap_finetune(
     steps = [(pid, demo.values, ctx.trainset[pos].index)
              for pos in sorted(walk.per_example)
              for pid, demos in walk.per_example[pos].items() for demo in demos]
-    try:
-        records = records_for(student, ctx.module, steps, bases)
+    try:  # rendered as each predictor will be prompted on its tuned LM (tuned.prompt)
+        records = records_for(student, ctx.module, steps,
+                              {pid: as_tuned(lm) for pid, lm in bases.items()})
     except RecordError as exc:
         raise PassError(f"bootstrap_finetune: {exc}") from None
     if not records:
@@ -138,6 +148,23 @@ def untuned(lm: LMIR) -> LMIR:
     return lm.model_copy(update={"model": lm.tuned.base, "tuned": None, "name": name})
 
 
+def tuned_prompt(base: LMIR) -> Literal["full", "compact"]:
+    """The layout tuned weights of ``base`` are trained on and prompted with: a base
+    (text) model's completion layout loses its instructions and guide lines ("compact":
+    the weights learn what they say, and every call sends a quarter of the tokens on
+    the classify example); a chat model keeps its full layout (a provider's tuning
+    keeps the system prompt it was tuned with)."""
+    return "compact" if is_text_model(base) else "full"
+
+
+def as_tuned(base: LMIR) -> LMIR:
+    """``base`` as its tuned LM looks to ``choose`` (the adapter that renders records),
+    before the weights exist."""
+    method = "local-lora" if base.model.startswith("local/") else "hosted"
+    return base.model_copy(update={"tuned": TunedIR(base=base.model, method=method,
+                                                    prompt=tuned_prompt(base))})
+
+
 def _teacher(program: ProgramIR, student: ProgramIR, ctx: PassContext, teacher: str | None,
              max_labeled_demos: int) -> Teacher:
     if teacher is not None:
@@ -171,7 +198,8 @@ def _tune(program: ProgramIR, ctx: PassContext, base: LMIR, records: list[Traini
     if base.model.startswith("local/"):
         adapter, report = _train_local(ctx, base, records, lora)
         tuned = TunedIR(base=base.model, method="local-lora", adapter=adapter, predictors=pids,
-                        training={**training, **asdict(lora), **report})
+                        training={**training, **asdict(lora), **report},
+                        prompt=tuned_prompt(base))
         return base.model_copy(update={"name": name, "tuned": tuned, "span": None})
     from lmpc.compiler.finetune.hosted import FinetuneError, finetune_hosted
 
@@ -181,9 +209,12 @@ def _tune(program: ProgramIR, ctx: PassContext, base: LMIR, records: list[Traini
                                  progress=lambda text: ctx.emit("fine-tune", label=text))
     except FinetuneError as exc:
         raise PassError(f"bootstrap_finetune: {exc}") from None
+    ctx.emit("fine-tune", 1, 1, label=f"job {result.job} done in {result.seconds:.0f}s",
+             finished=True)
     tuned = TunedIR(base=base.model, method="hosted", job=result.job, predictors=pids,
                     training={**training, "epochs": lora.epochs, "batch_size": lora.batch_size,
-                              "seed": lora.seed, "file": result.file, "seconds": result.seconds})
+                              "seed": lora.seed, "file": result.file},
+                    prompt=tuned_prompt(base))
     return base.model_copy(update={"name": name, "model": result.model, "tuned": tuned,
                                    "span": None})
 
@@ -213,13 +244,14 @@ def _train_local(ctx: PassContext, base: LMIR, records: list[TrainingRecord], lo
     folder = _weights_dir(ctx)
     path, meta = folder / f"{key}.gguf", folder / f"{key}.json"
     if path.is_file() and meta.is_file():
-        report = {**json.loads(meta.read_text(encoding="utf-8")), "cached": True}
+        stored = json.loads(meta.read_text(encoding="utf-8"))
+        report = {k: stored[k] for k in REPRODUCED if k in stored}
         ctx.emit("train", 1, 1, label="adapter reused from the weights cache", finished=True)
     else:
         def on_step(event: dict[str, Any]) -> None:
             ctx.emit("train", event["step"], event["steps"],
                      label=f"loss {event['loss']:.3f}, ETA {event['eta_s']:.0f}s",
-                     finished=event["step"] == event["steps"])
+                     finished=False)
 
         try:
             result = train_lora(gguf, records, lora, path, on_step)
@@ -227,13 +259,14 @@ def _train_local(ctx: PassContext, base: LMIR, records: list[TrainingRecord], lo
             raise PassError(f"bootstrap_finetune: {exc}") from None
         report = {"steps": result.steps, "tokens": result.tokens,
                   "first_loss": round(result.first_loss, 4),
-                  "last_loss": round(result.last_loss, 4),
-                  "seconds": round(result.seconds, 1),
-                  "cpu_seconds": round(result.cpu_seconds, 1)}
+                  "last_loss": round(result.last_loss, 4)}
+        log.info("bootstrap_finetune: trained %d steps on %d records in %.1f s (%.1f s CPU)",
+                 result.steps, len(records), result.seconds, result.cpu_seconds)
+        ctx.emit("train", result.steps, result.steps, finished=True,
+                 label=f"trained in {result.seconds:.0f}s ({result.cpu_seconds:.0f}s CPU)")
         tmp = meta.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(report, sort_keys=True), encoding="utf-8")
         tmp.replace(meta)
-        report = {**report, "cached": False}
     pin = WeightsFileIR(path=str(path.resolve()), sha256=file_sha256(path),
                         size=path.stat().st_size)
     return pin, report
@@ -265,8 +298,7 @@ def _summary(lm: LMIR) -> dict[str, Any]:
         return {}
     if tuned.adapter is not None:
         return {"adapter_sha256": tuned.adapter.sha256, "adapter_bytes": tuned.adapter.size,
-                **{k: tuned.training[k] for k in ("steps", "seconds", "cpu_seconds",
-                                                  "first_loss", "last_loss", "cached")
+                **{k: tuned.training[k] for k in ("steps", "first_loss", "last_loss")
                    if k in tuned.training}}
     return {"model": lm.model, "job": tuned.job}
 

@@ -1,7 +1,8 @@
 """Adapters: how a predictor's signature, demos and inputs become an LM request.
 
 ``choose(adapter_name, lm)`` resolves ``"auto"``: the compact completion layout for
-text-mode (base) models, field headers for chat models.
+text-mode (base) models, field headers for chat models; on weights tuned to a compact
+prompt (``lm.tuned.prompt == "compact"``) the completion layout without instructions.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from lmpc.ir import LMIR
 from lmpc.runtime.adapters.base import Adapter, Rendered
 from lmpc.runtime.adapters.chat import ChatAdapter
-from lmpc.runtime.adapters.completion import CompletionAdapter
+from lmpc.runtime.adapters.completion import CompletionAdapter, TunedCompletionAdapter
 from lmpc.runtime.adapters.json_adapter import JSONAdapter
 
 ADAPTERS: dict[str, Adapter] = {
@@ -17,6 +18,8 @@ ADAPTERS: dict[str, Adapter] = {
     "json": JSONAdapter(),
     "completion": CompletionAdapter(),
 }
+
+TUNED_COMPLETION = TunedCompletionAdapter()
 
 # When a reply cannot be parsed, try once more in this format (and count it).
 FALLBACK = {"chat": "json"}
@@ -44,6 +47,8 @@ def choose(adapter: str, lm: LMIR) -> Adapter:
     """The adapter a predictor uses with ``lm``."""
     if adapter == "auto":
         adapter = "completion" if is_text_model(lm) else "chat"
+    if adapter == "completion" and lm.tuned is not None and lm.tuned.prompt == "compact":
+        return TUNED_COMPLETION
     return ADAPTERS[adapter]
 
 

@@ -67,11 +67,17 @@ class CompletionAdapter(Adapter):
             for demo in demos
             if usable_demo(demo, signature)
         ]
-        guide = self.guide(signature, program)
-        prefix = PROMPT.render(instructions=instructions_of(signature), guide=guide, blocks=blocks)
+        prefix = self.header(signature, program, blocks)
         first = field_label(signature.outputs[0]) + ":"
         grammar = completion_grammar(signature.outputs, program)
         return prefix, first, stops_for(signature), budget_for(signature, program), grammar
+
+    def header(self, signature: SignatureIR, program: ProgramIR, blocks: list[list[str]]
+               ) -> str:
+        """Everything before the current input's block (which ``finish`` adds after a
+        blank line): instructions, guide, demo blocks."""
+        return PROMPT.render(instructions=instructions_of(signature),
+                             guide=self.guide(signature, program), blocks=blocks)
 
     def guide(self, signature: SignatureIR, program: ProgramIR) -> list[dict[str, str]]:
         """The lines under the instructions that say what each output is: its description
@@ -83,7 +89,8 @@ class CompletionAdapter(Adapter):
                signature: SignatureIR, inputs: dict[str, Any]) -> Rendered:
         prefix, first, stops, budget, grammar = static
         current = "".join(line + "\n" for line in _lines(signature.inputs, inputs))
-        return Rendered(mode="text", prompt=f"{prefix}\n{current}{first}", stop=stops,
+        head = f"{prefix}\n" if prefix else ""  # the tuned layout may have nothing before
+        return Rendered(mode="text", prompt=f"{head}{current}{first}", stop=stops,
                         max_tokens=budget, grammar=grammar)
 
     def answer(self, signature: SignatureIR, values: dict[str, Any]) -> str:
@@ -130,6 +137,32 @@ class CompletionAdapter(Adapter):
         rest = signature.outputs[signature.outputs.index(missing[0]):]
         grammar = completion_grammar(rest, program) if rendered.grammar else None
         return replace(rendered, prompt=rendered.prompt + tail, grammar=grammar), tail
+
+
+class TunedCompletionAdapter(CompletionAdapter):
+    """The completion layout of a predictor on weights tuned to answer it (an LM whose
+    ``tuned.prompt`` is "compact"): the demo blocks and the current input only, without
+    the instructions and the guide lines. The tuned weights learned what those say —
+    their training records were rendered by this same adapter (``records.record_for``
+    goes through ``choose`` with the LM as it will be tuned) — so the prompt sends only
+    what varies::
+
+        Ticket: <current input>
+        Category:
+
+    >>> from lmpc.ir import FieldIR, PredictorIR, TypeRef
+    >>> sig = SignatureIR(name="S", instructions="Add.", inputs=[FieldIR(name="q",
+    ...     type=TypeRef(kind="str"))], outputs=[FieldIR(name="n", type=TypeRef(kind="int"))])
+    >>> pred = PredictorIR(id="M.p", signature=sig)
+    >>> TunedCompletionAdapter().format(pred, sig, [], {"q": "1+1"}, ProgramIR()).prompt
+    'Q: 1+1\\nN:'
+    """
+
+    name = "completion-tuned"
+
+    def header(self, signature: SignatureIR, program: ProgramIR, blocks: list[list[str]]
+               ) -> str:
+        return "\n".join("".join(line + "\n" for line in block) for block in blocks)
 
 
 def left_out(sig: SignatureIR, program: ProgramIR) -> list[str]:
