@@ -125,3 +125,53 @@ def test_estimate() -> None:
     assert est.candidates == 5 and est.val_rows == 20
     uncached = estimate(work.with_cache(False), num_candidate_programs=2)
     assert uncached.max_calls == 3 * 10 + 5 * 20  # each of the 3 walks pays
+
+
+def _shared_search(storage: str, workers: int, **params: Any) -> list[Any]:
+    """``workers`` threads, each a process's worth of pass, on one study in ``storage``."""
+    import threading
+
+    from lmpc.compiler.passes.base import StudyOptions
+
+    results: list[Any] = [None] * workers
+
+    def work(i: int) -> None:
+        world = World(needs_demos)
+        prog = classify_program()
+        ctx = pass_context(world, prog, "Classify", examples(TRAIN), examples(VAL))
+        ctx.study = StudyOptions(name="shared", storage=storage)
+        results[i] = bootstrap_random_search(prog, ctx, **params)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_candidates_shared_by_two_workers_give_the_one_process_result(tmp_path: Path) -> None:
+    params = {"num_candidate_programs": 5, "max_bootstrapped_demos": 3, "max_labeled_demos": 4}
+    alone = _search(World(needs_demos), **params)
+    storage = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    first, second = _shared_search(storage, 2, **params)
+    for shared in (first, second):
+        assert shared.program == alone.program
+        assert shared.report == alone.report
+        assert [c.label for c in shared.candidates] == [c.label for c in alone.candidates]
+    assert [t["label"] for t in first.trajectory] == [r["label"]
+                                                      for r in alone.report["candidates"]]
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=storage)
+    complete = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert len(complete) == 8  # seeds -3 .. 4, each once
+
+
+def test_stop_at_score_in_a_shared_search_keeps_the_candidates_up_to_the_first(
+        tmp_path: Path) -> None:
+    params = {"num_candidate_programs": 6, "max_bootstrapped_demos": 3, "stop_at_score": 0.5}
+    alone = _search(World(needs_demos), **params)
+    (shared,) = _shared_search(f"sqlite:///{tmp_path / 's.sqlite3'}", 1, **params)
+    assert alone.report["stopped"] == shared.report["stopped"] == "stop_at_score"
+    assert shared.report == alone.report and shared.program == alone.program

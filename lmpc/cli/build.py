@@ -52,13 +52,33 @@ log = logging.getLogger("lmpc")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Where the cache lives.")
 @click.option("--threads", type=click.IntRange(1, 64), help="Parallel runs (default 4).")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@click.option("--worker", is_flag=True,
+              help="Only take work from the build's studies (mipro_v2 trials, random "
+                   "search candidates) and exit; a plain build with the same study "
+                   "finishes and writes the artifact.")
+@click.option("--study", "study_name", metavar="NAME",
+              help="Name of the build's studies (default: a hash of program, data and "
+                   "parameters); every worker of one build gives the same.")
+@click.option("--storage", metavar="URL",
+              help="Optuna storage for the studies, e.g. postgresql://host/db "
+                   "(default: the pass's storage, else SQLite beside the LM cache).")
 @trust_options
 @click.pass_context
 def command(click_ctx: click.Context, file: str, program_name: str | None,
             block_name: str | None, output: str | None, seed: int | None, dry_run: bool,
             as_json: bool, lm_name: str | None, no_cache: bool, cache_dir: str | None,
-            threads: int | None, quiet: bool) -> None:
-    """Optimize the program(s) in FILE and write the artifact(s)."""
+            threads: int | None, quiet: bool, worker: bool, study_name: str | None,
+            storage: str | None) -> None:
+    """Optimize the program(s) in FILE and write the artifact(s).
+
+    \b
+    Across machines (docs/distributed.md): start `lmpc build FILE --worker --study NAME
+    --storage postgresql://...` on each, with LMPC_CACHE_URL naming a shared cache,
+    and one plain `lmpc build FILE --study NAME --storage ...` that writes the
+    artifact. mipro_v2 (set parallel_trials = N) and bootstrap_random_search share
+    their trials; the other passes run whole in every process (their steps depend on
+    each other, or, for gepa, its engine drives its own loop).
+    """
     obj = click_ctx.obj if isinstance(click_ctx.obj, dict) else {}
     from lmpc.cli.progress import ProgressReporter
 
@@ -82,12 +102,43 @@ def command(click_ctx: click.Context, file: str, program_name: str | None,
             _dry_run(program, chosen, as_json, cache=not no_cache, seed=seed)
             return
         client = make_client(no_cache, cache_dir, obj.get("transport"), trust)
+        from lmpc.compiler.passes.base import StudyOptions
+
+        study = StudyOptions(study_name, storage, worker) \
+            if (study_name or storage or worker) else None
         for (index, optimize), out in zip(chosen, outs, strict=True):
+            if worker:
+                _work(program, optimize, client, seed, lm_name, threads, progress, trust,
+                      study, as_json)
+                continue
             summary = build_one(program, index, optimize, client=client, out=out, seed=seed,
                                 lm_name=lm_name, threads=threads, progress=progress,
-                                trust=trust)
+                                trust=trust, study=study)
             progress.close()
             _print_summary(summary, as_json)
+
+
+def _work(program: ProgramIR, optimize: OptimizeIR, client: Any, seed: int | None,
+          lm_name: str | None, threads: int | None, progress: Any, trust: Any, study: Any,
+          as_json: bool) -> None:
+    """``--worker``: take units of the block's studies until they are done; no artifact."""
+    from lmpc.compiler.pipeline import run_optimize
+
+    done = run_optimize(program, optimize, client=client, seed=seed, progress=progress,
+                        lm_override=lm_name, threads=threads, trust=trust, study=study)
+    progress.close()
+    line = {"program": done.module, "worker": True,
+            "passes": [{"name": r.name, "units": r.report.get("units_run")}
+                       for r in done.passes],
+            "lm_calls": int(done.usage.get("calls", 0)),
+            "cache_hits": int(done.usage.get("cache_hits", 0))}
+    if as_json:
+        click.echo(json.dumps(line))
+        return
+    ran = ", ".join(f"{p['name']} {p['units']} units" for p in line["passes"]
+                    if p["units"] is not None)
+    click.echo(f"worker on {done.module} done: {ran}; LM calls {line['lm_calls']} new, "
+               f"{line['cache_hits']} cached; the study is complete")
 
 
 def _select(program: ProgramIR, module: str | None, block: str | None,

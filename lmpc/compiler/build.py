@@ -18,9 +18,10 @@ from lmpc.ir import OptimizeIR, ProgramIR
 def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: Any, out: Path,
               seed: int | None, lm_name: str | None, threads: int | None,
               progress: Callable[[dict[str, Any]], None], trust: Any = None,
-              keep: dict[str, Any] | None = None) -> dict[str, Any]:
+              keep: dict[str, Any] | None = None, study: Any = None) -> dict[str, Any]:
     """Run one optimize block, write its artifact, return the summary (and put the
-    ``BuildResult`` in ``keep["result"]``, for the Python API)."""
+    ``BuildResult`` in ``keep["result"]``, for the Python API). ``study``: the
+    ``StudyOptions`` of a build shared with workers (docs/distributed.md)."""
     from lmpc.compiler.artifact import check_no_secrets, write_artifact
     from lmpc.compiler.pipeline import run_optimize
 
@@ -28,7 +29,7 @@ def build_one(program: ProgramIR, index: int, optimize: OptimizeIR, *, client: A
     started = time.monotonic()
     usage_before = client.usage.snapshot()
     result = run_optimize(program, optimize, client=client, seed=seed, progress=progress,
-                          lm_override=lm_name, threads=threads, trust=trust)
+                          lm_override=lm_name, threads=threads, trust=trust, study=study)
     write_artifact(to_artifact(result, index), out)
     if keep is not None:
         keep["result"] = result

@@ -33,6 +33,7 @@ from lmpc.compiler.passes.base import (
     PassResult,
     PassStarted,
     Progress,
+    StudyOptions,
 )
 from lmpc.eval.data import dataset_files, load_splits
 from lmpc.eval.evaluate import EvalResult, evaluate
@@ -208,11 +209,15 @@ def run_optimize(
     lm_override: str | None = None,
     threads: int | None = None,
     trust: Trust | None = None,
-) -> BuildResult:
+    study: StudyOptions | None = None,
+) -> Any:
     """Run ``optimize``'s pipeline on ``program``; return the result and its provenance.
 
     ``trust`` is the runner's (see ``make_run_ctx``): it governs the Python code the
-    program imports and the files it reads, the dataset included."""
+    program imports and the files it reads, the dataset included. ``study`` names the
+    studies the distributed passes share with other processes; with ``study.worker``
+    this process only takes work: it runs the passes up to the last distributed one,
+    scores nothing, and returns a ``WorkerResult`` (no artifact is made of it)."""
     emit = progress or (lambda event: None)
     trust = trust or OWN_PROGRAM
     seed = optimize.seed if seed is None else seed
@@ -220,16 +225,14 @@ def run_optimize(
     module, metric_ir, dataset = _parts(program, optimize)
     task_lm = task_lm_for(program, optimize, lm_override)
     program = program.model_copy(update={"lms": {**program.lms, task_lm.name: task_lm}})
-    inputs = [f.name for f in program.modules[module].inputs]
-    for path in (dataset.files.values() if dataset.files else [dataset.path]):
-        trust.resolve_file(path, program.base_dir, f"dataset {dataset.name!r}")
-    splits = load_splits(dataset, program.base_dir, inputs)
+    splits = _load_data(program, module, dataset, trust, optimize)
     sizes = {name: len(rows) for name, rows in splits.items()}
-    if not splits["train"] and optimize.passes:
-        raise PipelineError(f"dataset {dataset.name!r}: the train split is empty")
     if task_lm.model.startswith("local/") and threads > 1:
         emit(BuildNote(f"{task_lm.model} runs one call at a time: threads: {threads} "
                        "overlaps only the work around its calls"))
+    if study is not None and study.worker:
+        return _work_only(program, optimize, module, splits, metric_ir, client, task_lm,
+                          seed, threads, emit, trust, study)
     before_usage = client.usage.snapshot()
     first_record = len(client.usage)
 
@@ -242,7 +245,7 @@ def run_optimize(
     _warn_weak_writers(program, optimize, task_lm, emit)
     tracker = BudgetTracker(optimize.budget, client)
     runs, final = _run_passes(program, optimize, module, splits, metric_ir, client, task_lm,
-                              tracker, seed, threads, emit, trust)
+                              tracker, seed, threads, emit, trust, study)
 
     # the passes may have added LMs (bootstrap_finetune's tuned models)
     after_ctx = eval_ctx.derive(attribution={"eval": "after"},
@@ -260,6 +263,54 @@ def run_optimize(
         examples={split: splits[split] for split in scored_splits(splits)},
         original={p.id: p for p in program.predictors_of(module)},
     )
+
+
+def _load_data(program: ProgramIR, module: str, dataset: Any, trust: Trust,
+               optimize: OptimizeIR) -> dict[str, list[Example]]:
+    inputs = [f.name for f in program.modules[module].inputs]
+    for path in (dataset.files.values() if dataset.files else [dataset.path]):
+        trust.resolve_file(path, program.base_dir, f"dataset {dataset.name!r}")
+    splits = load_splits(dataset, program.base_dir, inputs)
+    if not splits["train"] and optimize.passes:
+        raise PipelineError(f"dataset {dataset.name!r}: the train split is empty")
+    return splits
+
+
+#: Passes whose work several processes can share through a study (docs/distributed.md).
+DISTRIBUTED = ("mipro_v2", "bootstrap_random_search")
+
+
+@dataclass
+class WorkerResult:
+    """What a worker did: the passes it ran (the last one distributed) and their LM work."""
+
+    module: str
+    passes: list[PassRun]
+    usage: dict[str, Any]
+
+
+def _work_only(program: ProgramIR, optimize: OptimizeIR, module: str,
+               splits: dict[str, list[Example]], metric_ir: Any, client: Any, task_lm: LMIR,
+               seed: int, threads: int, emit: ProgressFn, trust: Trust,
+               study: StudyOptions) -> WorkerResult:
+    """Run the passes up to the last distributed one (the ones before it are run by
+    every worker alike: with a shared cache each request is paid for once)."""
+    from lmpc.compiler.check.optimizer_specs import canonical_name
+
+    names = [canonical_name(p.name) for p in optimize.passes]
+    last = max((i for i, n in enumerate(names) if n in DISTRIBUTED), default=None)
+    if last is None:
+        raise PipelineError(
+            f"optimize {module}: no pass of this pipeline ({', '.join(names) or 'none'}) "
+            f"shares its work with workers; only {' and '.join(DISTRIBUTED)} do "
+            "(docs/distributed.md says why the others cannot)")
+    before = client.usage.snapshot()
+    tracker = BudgetTracker(optimize.budget, client)
+    cut = optimize.model_copy(update={"passes": optimize.passes[:last + 1]})
+    runs, _ = _run_passes(program, cut, module, splits, metric_ir, client, task_lm, tracker,
+                          seed, threads, emit, trust, study)
+    return WorkerResult(module=module, passes=runs,
+                        usage=_delta(before, client.usage.snapshot()))
 
 
 def _warn_weak_writers(program: ProgramIR, optimize: OptimizeIR, task_lm: LMIR,
@@ -359,7 +410,8 @@ def scored_splits(splits: dict[str, list[Any]]) -> tuple[str, ...]:
 def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
                 splits: dict[str, list[Example]], metric_ir: Any, client: Any, task_lm: LMIR,
                 tracker: BudgetTracker, seed: int, threads: int,
-                emit: ProgressFn, trust: Trust) -> tuple[list[PassRun], ProgramIR]:
+                emit: ProgressFn, trust: Trust, study: StudyOptions | None = None,
+                ) -> tuple[list[PassRun], ProgramIR]:
     """Each pass starts from the previous result; a budget stop keeps the best so far."""
     from lmpc.compiler.check.optimizer_specs import validate_params
 
@@ -391,6 +443,7 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             metric_field=_metric_field(current, metric_ir),
             pass_name=pass_ir.name,
             requests=lambda meter=meter: int(meter.snapshot()["lm_requests"]),
+            study=_pass_study(study, index, pass_ir.name),
         )
         emit(PassStarted(pass_ir.name, index, len(optimize.passes), plan[index]["calls"],
                          plan[index]["requests"]))
@@ -399,7 +452,9 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
                                              "max_calls": plan[index]["max_calls"]})
         emit(PassFinished(pass_ir.name, int(meter.snapshot()["lm_requests"]),
                           max((c.score for c in result.candidates), default=None)))
-        run.usage = meter.snapshot()
+        run.usage = meter.snapshot() if result.usage is None else dict(result.usage)
+        if result.trajectory is not None:
+            run.trajectory = list(result.trajectory)
         run.candidates, run.report = result.candidates, result.report
         current, candidates = result.program, result.candidates
         runs.append(run)
@@ -408,6 +463,13 @@ def _run_passes(program: ProgramIR, optimize: OptimizeIR, module: str,
             log.warning("budget reached in pass %s: %s", pass_ir.name, tracker.exceeded)
             break
     return runs, current
+
+
+def _pass_study(study: StudyOptions | None, index: int, name: str) -> StudyOptions | None:
+    """The build's study options for one pass: its study is ``NAME.INDEX.PASS``."""
+    if study is None:
+        return None
+    return replace(study, name=f"{study.name}.{index}.{name}" if study.name else None)
 
 
 def _recording(emit: ProgressFn, run: PassRun, meter: MeteredClient) -> ProgressFn:

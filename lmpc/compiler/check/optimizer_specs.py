@@ -225,9 +225,14 @@ _SPECS: tuple[OptimizerSpec, ...] = (
             _bool("tip_aware", True, "give the proposer a randomly drawn tip"),
             _bool("fewshot_aware", True, "show the proposer bootstrapped demos"),
             _STRATIFY,
+            _int("parallel_trials", 1, "trials that may run at once (by every worker "
+                 "together): trial i is planned from trials 0 .. i - parallel_trials, so the "
+                 "result does not depend on how many workers ran it (docs/distributed.md)",
+                 lo=1),
             ParamSpec("storage", "str", None, "where the Optuna study lives, so an interrupted "
-                      "build resumes: an Optuna RDB URL, or \"memory\" (default: SQLite "
-                      "beside the LM cache)", nullable=True),
+                      "build resumes and workers share it: an Optuna RDB URL (e.g. "
+                      "postgresql://...), or \"memory\" (default: SQLite beside the LM cache)",
+                      nullable=True),
         ),
         uses_teacher=True,
         uses_prompt_model=True,

@@ -16,28 +16,24 @@ False
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import threading
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from lmpc.compiler.passes._demos import PassError
+from lmpc.compiler.passes._units import experimental_ok, heartbeat_s
 from lmpc.runtime.cache import default_cache_path
 
 log = logging.getLogger("lmpc")
 
 MEMORY = "memory"  # storage value for a study that is not persisted (tests, dry experiments)
-HEARTBEAT_S = 30  # a RUNNING trial whose process stopped beating for GRACE_S is failed
-GRACE_S = 120
 OPEN_ATTEMPTS = 4
 
 
@@ -45,6 +41,33 @@ def study_name(pass_name: str, key: dict[str, Any], seed: int) -> str:
     """A deterministic study name from what determines the search."""
     blob = json.dumps({"key": key, "seed": seed}, sort_keys=True, default=str)
     return f"lmpc-{pass_name}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
+
+
+def search_key(key: dict[str, Any]) -> str:
+    """A hash of what determines a search, the same on every machine (no file paths)."""
+    blob = json.dumps(portable(key), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def portable(value: Any) -> Any:
+    """``value`` without source spans (they name files by their path on one machine)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items() if k != "span"}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    return value
+
+
+def locate(pass_name: str, key: dict[str, Any], seed: int, options: Any, storage: str | None,
+           run_ctx: Any) -> tuple[str, str | None]:
+    """(study name, storage) of a pass: the build's ``--study``/``--storage`` when given
+    (``options``: a ``StudyOptions``), else a name from ``key`` and the pass's
+    ``storage`` parameter, else SQLite beside the LM cache."""
+    name = getattr(options, "name", None) or study_name(pass_name, portable(key), seed)
+    where = getattr(options, "storage", None) or storage
+    if where is None:
+        where = storage_beside_cache(run_ctx)
+    return name, where
 
 
 def default_storage_path() -> Path:
@@ -91,21 +114,26 @@ class _Forward(logging.Handler):
         logging.getLogger("lmpc.optuna").handle(record)
 
 
-def open_study(name: str, storage: str | None, seed: int) -> optuna.Study:
-    """Create or load the study ``name`` with a seeded multivariate TPE sampler.
+def open_study(name: str, storage: str | None, key: str) -> optuna.Study:
+    """Create or load the study ``name``, made for the search whose key is ``key``.
 
-    Trials left RUNNING by a process that died (no heartbeat for ``GRACE_S``) are
-    marked FAILED so they do not count as work in progress.
+    The study holds units of work (``_units``), never sampled by Optuna: each pass plans
+    its trials itself. A study of that name made for another search (other program,
+    data, parameters or seed) is refused rather than mixed with this one.
     """
     quiet_optuna()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
-        backend = _storage(storage)
-        study = optuna.create_study(study_name=name, storage=backend, sampler=sampler,
+        study = optuna.create_study(study_name=name, storage=_storage(storage),
+                                    sampler=optuna.samplers.RandomSampler(seed=0),
                                     direction="maximize", load_if_exists=True)
-        if isinstance(backend, optuna.storages.RDBStorage):
-            optuna.storages.fail_stale_trials(study)
+    found = study.user_attrs.get("key")
+    if found is None:
+        study.set_user_attr("key", key)
+    elif found != key:
+        raise PassError(f"the study {name!r} in {_redact(storage_url(storage))!r} was "
+                        "started for another search (program, data, parameters or seed "
+                        "differ); give this build another study name")
     return study
 
 
@@ -120,9 +148,12 @@ def _storage(storage: str | None) -> optuna.storages.BaseStorage:
         kwargs["connect_args"] = {"timeout": 60}
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
-                                              heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S)
+            beat = heartbeat_s()
+            with experimental_ok():
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=kwargs, heartbeat_interval=beat,
+                    grace_period=4 * beat,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
         except Exception as exc:  # SQLAlchemy raises many types; name the URL to the user
             # Two processes creating one new database race on its schema: the loser
             # finds the tables being made, waits, and opens them.
@@ -141,75 +172,3 @@ def _redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{head}{sep}{user}:***@{host}"
     return url
-
-
-def counts(study: optuna.Study) -> tuple[int, int]:
-    """(completed, running) trials of the study."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-    done = sum(1 for t in trials if t.state == TrialState.COMPLETE)
-    return done, len(trials) - done
-
-
-def ask_unless_full(study: optuna.Study, distributions: dict[str, Any], target: int
-                    ) -> optuna.trial.Trial | None:
-    """A new trial, or None when other workers filled the study to ``target`` first.
-
-    Counting and asking are two steps, so two workers can both see one trial missing
-    and both ask. Trial numbers are handed out in order by the storage: a trial with
-    ``target`` completed or running trials numbered below it is surplus, and is told
-    PRUNED (it never ran) instead of being run.
-    """
-    trial = ask(study, distributions)
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-    if sum(1 for t in trials if t.number < trial.number) >= target:
-        study.tell(trial, state=TrialState.PRUNED)
-        return None
-    return trial
-
-
-def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Completed trials in trial-number order."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sorted(trials, key=lambda t: t.number)
-
-
-def ask(study: optuna.Study, distributions: dict[str, Any]) -> optuna.trial.Trial:
-    """``study.ask`` without Optuna's warning that heartbeats belong to ``optimize``:
-    this search runs its own ask/tell loop and beats with :func:`heartbeat`."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Heartbeat of storage")
-        return study.ask(distributions)
-
-
-@contextlib.contextmanager
-def heartbeat(study: optuna.Study, trial: optuna.trial.Trial) -> Iterator[None]:
-    """Beat for ``trial`` while it runs; tell FAIL if the body raises.
-
-    A trial interrupted by an exception (budget, Ctrl-C, an LM outage) must not stay
-    RUNNING, or a resumed search would count it as work another process is doing.
-    """
-    storage = study._storage  # the public Study API has no accessor for it
-    beats = isinstance(storage, optuna.storages.RDBStorage)
-    stop = threading.Event()
-    thread = None
-    if beats:
-        storage.record_heartbeat(trial._trial_id)
-        thread = threading.Thread(target=_beat, args=(storage, trial._trial_id, stop),
-                                  daemon=True)
-        thread.start()
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):
-            study.tell(trial, state=TrialState.FAIL)
-        raise
-    finally:
-        stop.set()
-        if thread is not None:
-            thread.join(timeout=5)
-
-
-def _beat(storage: Any, trial_id: int, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_S):
-        with contextlib.suppress(Exception):
-            storage.record_heartbeat(trial_id)

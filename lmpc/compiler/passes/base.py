@@ -33,6 +33,25 @@ class PassResult:
     program: ProgramIR
     candidates: list[Candidate] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
+    # A pass whose work is shared by several processes (a study) knows its whole LM work
+    # and trajectory from the study; the driver records these instead of what this
+    # process measured, so every process writes the same artifact.
+    usage: dict[str, Any] | None = None
+    trajectory: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """Where a distributed pass keeps its study, from ``lmpc build --study/--storage``.
+
+    ``name``: the study's name for this pass (the build's name plus the pass's place in
+    the pipeline); ``storage``: an Optuna RDB URL overriding the pass's ``storage``;
+    ``worker``: this process only takes work (``lmpc build --worker``).
+    """
+
+    name: str | None = None
+    storage: str | None = None
+    worker: bool = False
 
 
 class BudgetExceeded(Exception):
@@ -159,6 +178,7 @@ class PassContext:
     pass_name: str = ""
     requests: Callable[[], int] = _no_requests
     examples_done: int = 0
+    study: StudyOptions | None = None
 
     def emit(self, stage: str, done: int | None = None, total: int | None = None, *,
              label: str = "", score: float | None = None, best: float | None = None,

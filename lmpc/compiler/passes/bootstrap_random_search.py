@@ -44,7 +44,7 @@ from lmpc.compiler.passes._estimate import Estimate, Workload, walked
 from lmpc.compiler.passes.base import BudgetExceeded, Candidate, PassContext, PassResult
 from lmpc.compiler.passes.bootstrap_fewshot import BootstrapParams, bootstrap
 from lmpc.compiler.passes.labeled_fewshot import apply_labeled
-from lmpc.ir import ProgramIR
+from lmpc.ir import Demo, ProgramIR
 
 log = logging.getLogger("lmpc")
 PASS = "bootstrap_random_search"
@@ -78,6 +78,9 @@ def bootstrap_random_search(
         "valset": "val" if ctx.valset else "train",
         "candidates": rows,
     }
+    if ctx.study is not None:  # a build shared with workers: candidates from its study
+        return _shared(program, ctx, params, valset, report, num_candidate_programs,
+                       stop_at_score)
     try:
         total = num_candidate_programs + 3
         best: float | None = None
@@ -105,6 +108,95 @@ def bootstrap_random_search(
     report["best"] = candidates[0].label
     report["best_score"] = candidates[0].score
     return PassResult(program=candidates[0].program, candidates=candidates, report=report)
+
+
+def _shared(program: ProgramIR, ctx: PassContext, params: BootstrapParams,
+            valset: list[Any], report: dict[str, Any], n_programs: int,
+            stop_at_score: float | None) -> PassResult:
+    """The search as units of a study (``_units``), one per seed, that any number of
+    processes take: the candidate's demos and report row are stored on its unit, and
+    the result, trajectory and LM work are read back in seed order. With
+    ``stop_at_score`` the result is the candidates up to the first that reached it,
+    as in one process; a unit that sees an earlier one reach it does nothing."""
+    import json
+
+    from lmpc.compiler.passes import _study
+    from lmpc.compiler.passes._units import Units, add_work, work_between, work_so_far
+
+    seeds = list(range(-3, n_programs))
+    key = {"layout": 2, "pass": PASS, "params": report["params"], "module": ctx.module,
+           "program": program.model_dump(mode="json", exclude={"base_dir", "sources"}),
+           "data": [[e.values for e in ctx.trainset], [e.values for e in valset]],
+           "lms": [getattr(getattr(c, "task_lm", None), "model", None)
+                   for c in (ctx.run_ctx, ctx.teacher_ctx)]}
+    name, storage = _study.locate(PASS, key, ctx.seed, ctx.study, None, ctx.run_ctx)
+    study = _study.open_study(name, storage, _study.search_key(key))
+    units = Units(study, len(seeds))
+
+    def reached(done: dict[int, Any], below: int) -> bool:
+        return stop_at_score is not None and any(
+            t.value >= stop_at_score for s, t in done.items()
+            if s < below and not t.user_attrs["unit"].get("skipped"))
+
+    def work(unit: Any) -> float:
+        seed = seeds[unit.slot]
+        if reached(units.done(), unit.slot):
+            unit.trial.set_user_attr("unit", {"skipped": True})
+            return 0.0
+        check_budget(ctx.budget)
+        before = work_so_far(ctx)
+        cand, row = _build(program, ctx, params, seed)
+        row["score"] = _score(cand, ctx, valset, seed, row,
+                              ctx.eval_progress(f"candidate {unit.slot + 1}/{len(seeds)} "
+                                                "scoring", row["label"]))
+        record = {"row": json.loads(json.dumps(row, default=str)),
+                  "demos": {p.id: [d.model_dump(mode="json") for d in p.demos]
+                            for p in cand.predictors_of(ctx.module)},
+                  "usage": work_between(before, work_so_far(ctx))}
+        unit.trial.set_user_attr("unit", record)
+        ctx.emit("candidate", unit.slot + 1, len(seeds), label=row["label"],
+                 score=row["score"], finished=True)
+        return float(row["score"])
+
+    try:
+        units.drive(work)
+    except BudgetExceeded:
+        report["stopped"] = "budget"
+    done = units.done()
+    scored: list[Candidate] = []
+    total: dict[str, Any] = {}
+    trajectory: list[dict[str, Any]] = []
+    complete = True
+    for slot in sorted(done):
+        record = done[slot].user_attrs["unit"]
+        if record.get("skipped") or reached(done, slot):
+            report["stopped"] = "stop_at_score"
+            break
+        cand = program.model_copy(deep=True)
+        for pid, demos in record["demos"].items():
+            cand.predictors[pid].demos = [Demo.model_validate(d) for d in demos]
+        row = record["row"]
+        report["candidates"].append(row)
+        scored.append(Candidate(cand, float(row["score"]), row["label"]))
+        complete = complete and record.get("usage") is not None
+        add_work(total, record.get("usage") or {})
+        trajectory.append({"label": row["label"], "score": float(row["score"]),
+                           "best": max(c.score for c in scored),
+                           "lm_requests": int(total.get("lm_requests", 0)),
+                           "tokens": int(total.get("prompt_tokens", 0)
+                                         + total.get("completion_tokens", 0)),
+                           "examples": len(valset) * len(scored)})
+    if ctx.study.worker:
+        report["units_run"] = units.ran  # a worker's report only
+    if not scored:
+        raise BudgetExceeded("budget")
+    candidates = sorted(scored, key=lambda c: -c.score)
+    report["best"] = candidates[0].label
+    report["best_score"] = candidates[0].score
+    # a budget stop cut a unit short: only this process's meter knows its work
+    usage = total if complete and report.get("stopped") != "budget" else None
+    return PassResult(program=candidates[0].program, candidates=candidates, report=report,
+                      usage=usage, trajectory=trajectory)
 
 
 def _build(

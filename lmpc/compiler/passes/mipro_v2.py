@@ -3,7 +3,8 @@
 Parameters (defaults): ``auto=light, num_candidates=none, num_trials=none,
 max_bootstrapped_demos=4, max_labeled_demos=4, minibatch=true, minibatch_size=35,
 minibatch_full_eval_steps=5, seed=9, init_temperature=1.0, program_aware=true,
-data_aware=true, tip_aware=true, fewshot_aware=true, stratify=true, storage=none``
+data_aware=true, tip_aware=true, fewshot_aware=true, stratify=true, parallel_trials=1,
+storage=none``
 (OPTIMIZERS.md "Instructions").
 
 - Presets: light → 6 candidates, val capped at 100; medium → 12 / 300; heavy → 18 /
@@ -17,17 +18,25 @@ data_aware=true, tip_aware=true, fewshot_aware=true, stratify=true, storage=none
    metric's field like ``bootstrap_fewshot`` (``stratify = false``: plain sampling).
 2. Propose n − 1 instructions per predictor with the grounded proposer (slot 0 keeps
    the original instruction).
-3. Search with Optuna's seeded multivariate TPE sampler: each trial picks an
-   instruction and a demo set per predictor and scores the program on a seeded random
-   minibatch of the valset. The unchanged program is fully evaluated first and
-   registered as trial 0; every ``minibatch_full_eval_steps`` trials and at the end, the
-   combination with the best mean minibatch score that lacks a full evaluation gets one.
-   The program with the best full score is returned.
+3. Search with Optuna's multivariate TPE sampler: each trial picks an instruction and
+   a demo set per predictor and scores the program on a seeded random minibatch of the
+   valset. The unchanged program is fully evaluated first and registered as trial 0;
+   every ``minibatch_full_eval_steps`` trials and at the end, the combination with the
+   best mean minibatch score that lacks a full evaluation gets one. The program with
+   the best full score is returned.
+
+Trial ``i`` is planned by a TPE sampler seeded with (seed, i) and fitted on trials
+``0 .. i − parallel_trials``: with the default 1 each trial sees every earlier one (the
+sequential search); with ``parallel_trials = N`` up to N trials can run at once, in any
+number of processes, and the result is the same however many run it (docs/distributed.md).
 
 The study is stored (``storage``: None → ``optuna.sqlite3`` in the lmpc cache folder,
 a path, an Optuna RDB URL, or ``"memory"``) under a name derived from the program, data,
-parameters and seed, together with the proposed candidates: an interrupted build
-resumes its completed trials, and several processes can work one study together.
+parameters and seed (or ``lmpc build --study NAME``), as units of work numbered by slot
+(``_units``): an interrupted build resumes its completed units, several processes
+(``lmpc build --worker``) work one study together, and the pass's trajectory and LM
+work are read back from the study, so every process that finishes it writes the same
+artifact.
 
 Before / after, for ``Classify(text) -> label`` with one ``predict`` step::
 
@@ -42,6 +51,8 @@ import hashlib
 import json
 import logging
 import math
+import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -68,6 +79,7 @@ from lmpc.compiler.passes._propose import (
     propose_instructions,
     stop_if_exceeded,
 )
+from lmpc.compiler.passes._units import USAGE_KEYS, Units, work_between, work_so_far
 from lmpc.compiler.passes.base import (
     BudgetExceeded,
     Candidate,
@@ -213,6 +225,7 @@ def mipro_v2(
     tip_aware: bool = True,
     fewshot_aware: bool = True,
     stratify: bool = True,
+    parallel_trials: int = 1,
     storage: str | None = None,
 ) -> PassResult:
     """Search instructions and demo sets of ``ctx.module``'s predictors (see the module doc)."""
@@ -239,7 +252,17 @@ def mipro_v2(
 
 
 class _Search:
-    """One MIPROv2 run: prepare (or load) the space, then the trial loop."""
+    """One MIPROv2 run: its units of work on the study, then the result from the study.
+
+    The study's units, in slot order (``schedule``): the candidates (demo sets and
+    proposed instructions, stored on the study), the baseline's full evaluation, each
+    trial, and every ``minibatch_full_eval_steps`` trials (and at the end) a full
+    evaluation. Trial ``i`` picks its combination with a TPE sampler seeded by (seed,
+    i) and fitted on the trials numbered up to ``i − parallel_trials`` (waiting for
+    them): so trial ``i``'s combination depends on the seed and the earlier results,
+    never on which process runs it or when. A full evaluation waits for every unit
+    before it and picks the best-mean-minibatch combination that has no full score.
+    """
 
     def __init__(self, program: ProgramIR, ctx: PassContext, settings: Settings,
                  params: dict[str, Any], report: dict[str, Any]) -> None:
@@ -250,18 +273,23 @@ class _Search:
         self.report = report
         self.space: _Space | None = None
         self.study: Any = None
+        self.units: Any = None
         n_val = len(ctx.valset)
         self.minibatch = bool(params["minibatch"]) and params["minibatch_size"] < n_val
         self.batch_size = min(int(params["minibatch_size"]), n_val)
+        self.lag = max(int(params.get("parallel_trials") or 1), 1)
+        self.plan = schedule(settings.num_trials, int(params["minibatch_full_eval_steps"]),
+                             self.minibatch)
+        self.slot_of_trial = {n: s for s, (kind, n) in enumerate(self.plan)
+                              if kind in (BASELINE, TRIAL)}
 
     def run(self) -> PassResult:
         try:
             self._open()
-            self._prepare()
-            self._baseline()
-            self._trials()
-            if self.minibatch and self._finished() > self._last_full_after():
-                self._full_eval_best()  # for the trials since the last periodic one
+            self.units = Units(self.study, len(self.plan))
+            self.units.drive(self._work)
+            if self.ctx.study is not None and self.ctx.study.worker:
+                self.report["units_run"] = self.units.ran  # a worker's report only
         except BudgetExceeded:
             self.report["stopped"] = "budget"
             log.info("mipro_v2: budget reached; keeping the best program so far")
@@ -270,8 +298,10 @@ class _Search:
     # ------------------------------------------------------------ setup
 
     def _open(self) -> None:
+        program = self.program.model_dump(mode="json", exclude={"base_dir", "sources"})
         key = {
-            "program": _hash(self.program.model_dump_json()),
+            "layout": 2,  # units by slot (studies of earlier versions are not resumed)
+            "program": _hash(json.dumps(_study.portable(program), sort_keys=True)),
             "module": self.ctx.module,
             "data": _hash(json.dumps([[e.values for e in self.ctx.trainset],
                                       [e.values for e in self.ctx.valset]],
@@ -280,33 +310,26 @@ class _Search:
             "lms": [_model_of(c) for c in (self.ctx.run_ctx, self.ctx.prompt_ctx,
                                            self.ctx.teacher_ctx)],
         }
-        name = _study.study_name(PASS, key, int(self.params["seed"]))
-        storage = self.params["storage"]
-        if storage is None:
-            storage = _study.storage_beside_cache(self.ctx.run_ctx)
-        self.study = _study.open_study(name, storage, int(self.params["seed"]))
-        done, _ = _study.counts(self.study)
-        # (how many trials were resumed is logged, not reported: the artifact of a
+        seed = int(self.params["seed"])
+        name, storage = _study.locate(PASS, key, seed, self.ctx.study,
+                                      self.params["storage"], self.ctx.run_ctx)
+        self.study = _study.open_study(name, storage, _study.search_key(key))
+        # (how many units were resumed is logged, not reported: the artifact of a
         # finished build must not depend on whether it was interrupted on the way)
         self.report["study"] = {"name": name}
-        if done:
-            log.info("mipro_v2: resuming study %s with %d completed trials", name, done)
+        finished = sum(1 for t in self.study.get_trials(deepcopy=False)
+                       if t.state.is_finished() and t.state.name == "COMPLETE")
+        if finished:
+            log.info("mipro_v2: joining study %s with %d completed units", name, finished)
 
-    def _prepare(self) -> None:
-        """Load the candidates from the study, or build them and store them there."""
-        stored = self.study.user_attrs.get("space")
-        if stored is None:
-            space = self._build_space()
-            stored = self.study.user_attrs.get("space")  # another process may have won
-            if stored is None:
-                self.study.set_user_attr("space", space.to_json())
-                self.space = space
-                return
-        self.space = _Space.from_json(stored)
+    def _load_space(self) -> _Space:
+        if self.space is None:
+            self.space = _Space.from_json(self.study.user_attrs["space"])
+        return self.space
 
-    def _build_space(self) -> _Space:
-        ctx, n = self.ctx, self.settings.num_candidates
-        demo_sets = self._demo_sets() if self.settings.fewshot else {
+    def _build_space(self, ctx: PassContext) -> _Space:
+        n = self.settings.num_candidates
+        demo_sets = self._demo_sets(ctx) if self.settings.fewshot else {
             p.id: [list(p.demos)] for p in self.program.predictors_of(ctx.module)}
         p = self.params
         switches = ProposerSwitches(p["program_aware"], p["data_aware"], p["tip_aware"],
@@ -316,9 +339,8 @@ class _Search:
                                          {"pass": PASS, "stage": "propose"})
         return _Space(proposals.instructions, demo_sets, proposals.report)
 
-    def _demo_sets(self) -> dict[str, list[list[Demo]]]:
+    def _demo_sets(self, ctx: PassContext) -> dict[str, list[list[Demo]]]:
         """n demo sets per predictor: current demos, then seeds −2, −1, 0, 1, ..."""
-        ctx = self.ctx
         bparams = BootstrapParams(max_bootstrapped_demos=self.params["max_bootstrapped_demos"],
                                   max_labeled_demos=self.params["max_labeled_demos"],
                                   stratify=bool(self.params.get("stratify", True)))
@@ -333,6 +355,117 @@ class _Search:
                 sets[pred.id].append(list(pred.demos))
         return sets
 
+    # ------------------------------------------------------------ one unit
+
+    def _work(self, unit: Any) -> float:
+        """Run the unit in ``unit.slot`` (waiting first for the units it depends on)."""
+        kind, n = self.plan[unit.slot]
+        done = self._wait_for(unit)
+        check_budget(self.ctx.budget)
+        before = work_so_far(self.ctx)
+        started = time.time()
+        attrs: dict[str, Any] = {"kind": kind, "n": n}
+        if kind == SPACE:
+            space = self._build_space(self.ctx)
+            self.study.set_user_attr("space", space.to_json())
+            self.space, value = space, 0.0
+        elif kind == BASELINE:
+            attrs["params"] = {name: 0 for name in self._load_space().distributions()}
+            value = attrs["full_score"] = self._full(attrs["params"], "baseline")
+            attrs["examples"] = len(self.ctx.valset)
+        elif kind == TRIAL:
+            attrs["params"] = self._plan_trial(n, done)
+            value = self._run_trial(n, attrs, done)
+        else:
+            value = self._full_eval_best(n, unit.slot, done, attrs)
+        spent = work_between(before, work_so_far(self.ctx))
+        if spent is not None:
+            attrs["usage"] = spent
+        unit.trial.set_user_attr("unit", attrs)
+        # when it ran, after its wait (for bench/distributed_workers.py; not reported)
+        unit.trial.set_user_attr("ran", [started, time.time()])
+        if kind in (BASELINE, TRIAL):
+            self.ctx.emit("trial", n, self.settings.num_trials,
+                          label="baseline" if kind == BASELINE else f"trial {n}",
+                          score=value, best=self._best(self.units.done(), unit.slot) or value,
+                          finished=True)
+        return float(value)
+
+    def _wait_for(self, unit: Any) -> dict[int, Any]:
+        """The completed units, once every unit ``unit`` depends on is among them."""
+        kind, n = self.plan[unit.slot]
+        if kind == SPACE:
+            needed: list[int] = []
+        elif kind == BASELINE:
+            needed = [0]
+        elif kind == TRIAL:
+            needed = [0] + [self.slot_of_trial[m] for m in range(0, n - self.lag + 1)]
+        else:
+            needed = list(range(unit.slot))
+        return self.units.wait(lambda done: all(s in done for s in needed), unit.slot,
+                               self._work)
+
+    def _plan_trial(self, n: int, done: dict[int, Any]) -> dict[str, int]:
+        """Trial ``n``'s combination: TPE seeded by (seed, n) on trials ``0 .. n − lag``."""
+        import optuna
+
+        dists = self._load_space().distributions()
+        seen = sorted((t.user_attrs["unit"]["n"], t) for t in done.values()
+                      if t.user_attrs.get("unit", {}).get("kind") in (BASELINE, TRIAL)
+                      and t.user_attrs["unit"]["n"] <= n - self.lag)
+        seed = rng_for(int(self.params["seed"]), f"plan:{n}").randrange(2**31)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+            scratch = optuna.create_study(direction="maximize", sampler=sampler)
+            for _, t in seen:
+                scratch.add_trial(optuna.trial.create_trial(
+                    params=t.user_attrs["unit"]["params"], distributions=dists,
+                    value=t.value))
+            return {k: int(v) for k, v in scratch.ask(dists).params.items()}
+
+    def _run_trial(self, n: int, attrs: dict[str, Any], done: dict[int, Any]) -> float:
+        space = self._load_space()
+        params = attrs["params"]
+        if not self.minibatch:
+            # a combination already fully scored by a trial this one waited for is not
+            # scored again (which trials those are depends only on n)
+            known = self._fulls(done, self.slot_of_trial[n]).get(_combo_key(params))
+            score = known["score"] if known else self._full(params, f"trial {n}")
+            attrs["full_score"] = score
+            attrs["examples"] = 0 if known else len(self.ctx.valset)
+            return score
+        rng = rng_for(int(self.params["seed"]), f"minibatch:{n}")
+        picked = sorted(rng.sample(range(len(self.ctx.valset)), self.batch_size))
+        attrs["minibatch"] = picked
+        attrs["examples"] = len(picked)
+        return self._evaluate(space.build(self.program, params),
+                              [self.ctx.valset[i] for i in picked], step="trial", trial=n)
+
+    def _full_eval_best(self, after: int, slot: int, done: dict[int, Any],
+                        attrs: dict[str, Any]) -> float:
+        """Fully evaluate the best-mean-minibatch combination of trials ``1 .. after``
+        that has no full score yet (none left: the unit does nothing)."""
+        fulls = self._fulls(done, slot)
+        groups: dict[str, list[float]] = {}
+        params_of: dict[str, dict[str, int]] = {}
+        for t in self._trial_units(done):
+            unit = t.user_attrs["unit"]
+            if unit["kind"] != TRIAL or unit["n"] > after:
+                continue
+            key = _combo_key(unit["params"])
+            groups.setdefault(key, []).append(float(t.value))
+            params_of.setdefault(key, dict(unit["params"]))
+        pending = [(sum(v) / len(v), k) for k, v in groups.items() if k not in fulls]
+        if not pending:
+            attrs["examples"] = 0
+            return 0.0
+        best_key = max(pending, key=lambda sk: sk[0])[1]  # first of equals: earliest trial
+        attrs["params"] = params_of[best_key]
+        attrs["full_score"] = self._full(params_of[best_key], f"best minibatch {best_key}")
+        attrs["examples"] = len(self.ctx.valset)
+        return float(attrs["full_score"])
+
     # ------------------------------------------------------------ evaluation
 
     def _evaluate(self, prog: ProgramIR, examples: list[Example], **attribution: Any) -> float:
@@ -343,140 +476,124 @@ class _Search:
             if "trial" in attribution else f"full evaluation ({attribution.get('combo', '')})"
         result = evaluate(prog, self.ctx.module, examples, self.ctx.metric, run_ctx,
                           self.ctx.threads, failure_score=0.0,
-                          progress=self.ctx.eval_progress(stage, best=self._best()))
+                          progress=self.ctx.eval_progress(stage))
         stop_if_exceeded(self.ctx.budget)
         return float(result.score)
 
     def _full(self, params: dict[str, int], label: str) -> float:
-        """Fully evaluate one combination and remember its score in the study."""
-        assert self.space is not None
         check_budget(self.ctx.budget)
-        score = self._evaluate(self.space.build(self.program, params), self.ctx.valset,
-                               step="full_eval", combo=label)
-        fulls = self._fulls()
-        self.study.set_user_attr(f"full:{_combo_key(params)}", {
-            "score": score, "params": params, "order": len(fulls), "after": self._finished()})
-        return score
+        return self._evaluate(self._load_space().build(self.program, params),
+                              self.ctx.valset, step="full_eval", combo=label)
 
-    def _finished(self) -> int:
-        """Completed trials, the baseline not counted."""
-        return sum(1 for t in _study.completed(self.study) if not t.user_attrs.get("baseline"))
+    # ------------------------------------------------------------ reading the study
 
-    def _last_full_after(self) -> int:
-        """How many trials had finished when the latest full evaluation was made."""
-        return max((v.get("after", 0) for v in self._fulls().values()), default=0)
+    def _trial_units(self, done: dict[int, Any]) -> list[Any]:
+        """Completed units with a combination, in slot order."""
+        return [done[s] for s in sorted(done) if "params" in done[s].user_attrs.get("unit", {})]
 
-    def _fulls(self) -> dict[str, dict[str, Any]]:
-        return {k[5:]: v for k, v in self.study.user_attrs.items() if k.startswith("full:")}
-
-    def _baseline(self) -> None:
-        """Fully evaluate the unchanged program and register it as the first trial."""
-        import optuna
-
-        assert self.space is not None
-        if any(t.user_attrs.get("baseline") for t in _study.completed(self.study)):
-            return
-        params = {name: 0 for name in self.space.distributions()}
-        score = self._full(params, "baseline")
-        self.study.add_trial(optuna.trial.create_trial(
-            params=params, distributions=self.space.distributions(), value=score,
-            user_attrs={"baseline": True, "full_score": score}))
-        self._event(0, score)
-
-    def _trials(self) -> None:
-        """Ask, evaluate on a minibatch (or fully), tell — until the study has enough."""
-        assert self.space is not None
-        dists = self.space.distributions()
-        target = self.settings.num_trials + 1  # + the baseline
-        while True:
-            done, running = _study.counts(self.study)
-            if done + running >= target:
+    def _fulls(self, done: dict[int, Any], before: int | None = None) -> dict[str, dict]:
+        """Combination → its first full score (and slot), from units before ``before``."""
+        out: dict[str, dict[str, Any]] = {}
+        for slot in sorted(done):
+            unit = done[slot].user_attrs.get("unit", {})
+            if before is not None and slot >= before:
                 break
-            check_budget(self.ctx.budget)
-            trial = _study.ask_unless_full(self.study, dists, target)
-            if trial is None:
-                break
-            with _study.heartbeat(self.study, trial):
-                score = self._run_trial(trial)
-                self.study.tell(trial, score)
-            self._event(trial.number, score)
-            if self.minibatch and self._finished() % int(
-                    self.params["minibatch_full_eval_steps"]) == 0:
-                self._full_eval_best()
+            if "full_score" in unit and "params" in unit:
+                out.setdefault(_combo_key(unit["params"]), {
+                    "score": float(unit["full_score"]), "params": unit["params"],
+                    "slot": slot})
+        return out
 
-    def _run_trial(self, trial: Any) -> float:
-        assert self.space is not None
-        params = dict(trial.params)
-        prog = self.space.build(self.program, params)
-        if not self.minibatch:
-            known = self._fulls().get(_combo_key(params))
-            score = known["score"] if known else self._full(params, f"trial {trial.number}")
-            trial.set_user_attr("full_score", score)
-            return score
-        rng = rng_for(int(self.params["seed"]), f"minibatch:{trial.number}")
-        picked = sorted(rng.sample(range(len(self.ctx.valset)), self.batch_size))
-        trial.set_user_attr("minibatch", picked)
-        return self._evaluate(prog, [self.ctx.valset[i] for i in picked],
-                              step="trial", trial=trial.number)
-
-    def _full_eval_best(self) -> None:
-        """Fully evaluate the best-mean-minibatch combination that has no full score yet."""
-        fulls = self._fulls()
-        groups: dict[str, list[float]] = {}
-        params_of: dict[str, dict[str, int]] = {}
-        for t in _study.completed(self.study):
-            if t.user_attrs.get("baseline") or t.value is None:
-                continue
-            key = _combo_key(t.params)
-            groups.setdefault(key, []).append(float(t.value))
-            params_of.setdefault(key, dict(t.params))
-        pending = [(sum(v) / len(v), k) for k, v in groups.items() if k not in fulls]
-        if not pending:
-            return
-        best_key = max(pending, key=lambda sk: sk[0])[1]  # first of equals: earliest trial
-        self._full(params_of[best_key], f"best minibatch {best_key}")
-
-    def _best(self) -> float | None:
-        """The best full-evaluation score so far (None before the baseline's)."""
-        if self.study is None:
-            return None
-        return max((v["score"] for v in self._fulls().values()), default=None)
-
-    def _event(self, number: int, score: float) -> None:
-        self.ctx.emit("trial", number, self.settings.num_trials,
-                      label="baseline" if number == 0 else f"trial {number}", score=score,
-                      best=self._best(), finished=True)
+    def _best(self, done: dict[int, Any], upto: int) -> float | None:
+        """The best full score of the units up to slot ``upto``."""
+        scores = [v["score"] for v in self._fulls(done, upto + 1).values()]
+        return max(scores, default=None)
 
     # ------------------------------------------------------------ result
 
     def _result(self) -> PassResult:
         report = self.report
-        if self.space is None or self.study is None:
+        if self.study is None or "space" not in self.study.user_attrs:
             return PassResult(program=self.program.model_copy(deep=True), report=report)
-        report["instructions"] = self.space.instructions
+        space = self._load_space()
+        done = self.units.done() if self.units is not None else {}
+        report["instructions"] = space.instructions
         report["demo_sets"] = {pid: [len(s) for s in sets]
-                               for pid, sets in self.space.demo_sets.items()}
+                               for pid, sets in space.demo_sets.items()}
         by = class_field(self.program, self.ctx.module, self.ctx.metric_field,
                          self.ctx.trainset) if self.params.get("stratify", True) else None
         if by:
             report["demo_set_classes"] = {pid: [_classes(s, by) for s in sets]
-                                          for pid, sets in self.space.demo_sets.items()}
-        report["proposer"] = self.space.proposer
-        fulls = self._fulls()
-        report["trials"] = [_trial_row(t, fulls) for t in _study.completed(self.study)]
-        ranked = sorted(fulls.items(), key=lambda kv: (-kv[1]["score"], kv[1]["order"]))
+                                          for pid, sets in space.demo_sets.items()}
+        report["proposer"] = space.proposer
+        fulls = self._fulls(done)
+        trials = [t for t in self._trial_units(done)
+                  if t.user_attrs["unit"]["kind"] in (BASELINE, TRIAL)]
+        report["trials"] = [_trial_row(t, fulls) for t in trials]
         report["full_evals"] = [{"params": _readable(v["params"]), "score": v["score"]}
-                                for _, v in sorted(fulls.items(), key=lambda kv: kv[1]["order"])]
+                                for v in sorted(fulls.values(), key=lambda v: v["slot"])]
+        usage, trajectory = self._work_record(done)
+        if "stopped" in report:  # the unit cut short is in this process's meter only
+            usage = None
+        ranked = sorted(fulls.values(), key=lambda v: (-v["score"], v["slot"]))
         if not ranked:
-            return PassResult(program=self.program.model_copy(deep=True), report=report)
-        candidates = [Candidate(self.space.build(self.program, v["params"]), v["score"],
-                                f"mipro_v2 {_combo_key(v['params'])}") for _, v in ranked]
-        report["best"] = {"params": _readable(ranked[0][1]["params"]),
-                          "score": ranked[0][1]["score"]}
-        baseline = next((v["score"] for k, v in fulls.items()
+            return PassResult(program=self.program.model_copy(deep=True), report=report,
+                              usage=usage, trajectory=trajectory)
+        candidates = [Candidate(space.build(self.program, v["params"]), v["score"],
+                                f"mipro_v2 {_combo_key(v['params'])}") for v in ranked]
+        report["best"] = {"params": _readable(ranked[0]["params"]),
+                          "score": ranked[0]["score"]}
+        baseline = next((v["score"] for v in fulls.values()
                          if all(x == 0 for x in v["params"].values())), None)
         report["baseline_score"] = baseline
-        return PassResult(program=candidates[0].program, candidates=candidates, report=report)
+        return PassResult(program=candidates[0].program, candidates=candidates, report=report,
+                          usage=usage, trajectory=trajectory)
+
+    def _work_record(self, done: dict[int, Any]
+                     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The pass's LM work and trajectory summed over the study's units in slot order
+        (whichever processes ran them); usage None when a unit has no record of it."""
+        total = {k: 0 for k in USAGE_KEYS}
+        total["cost_usd"] = 0.0
+        examples, trajectory, complete = 0, [], True
+        for slot in sorted(done):
+            unit = done[slot].user_attrs.get("unit", {})
+            if "usage" not in unit:
+                complete = False
+            for k in USAGE_KEYS:
+                total[k] += unit.get("usage", {}).get(k, 0)
+            examples += int(unit.get("examples", 0))
+            if unit.get("kind") in (BASELINE, TRIAL):
+                trajectory.append({
+                    "label": "baseline" if unit["kind"] == BASELINE else f"trial {unit['n']}",
+                    "score": float(done[slot].value), "best": self._best(done, slot),
+                    "lm_requests": int(total["lm_requests"]),
+                    "tokens": int(total["prompt_tokens"] + total["completion_tokens"]),
+                    "examples": examples})
+        total["cost_usd"] = round(total["cost_usd"], 9)
+        return (total if complete else None), trajectory
+
+
+SPACE, BASELINE, TRIAL, FULL = "space", "baseline", "trial", "full"
+
+
+def schedule(num_trials: int, steps: int, minibatch: bool) -> list[tuple[str, int]]:
+    """The study's units in slot order, as (kind, n): n is the trial's number (the
+    baseline is trial 0), or for a full evaluation the trials it follows.
+
+    >>> schedule(4, 2, True)[2:]
+    [('trial', 1), ('trial', 2), ('full', 2), ('trial', 3), ('trial', 4), ('full', 4)]
+    >>> schedule(3, 2, True)[-2:]
+    [('trial', 3), ('full', 3)]
+    >>> schedule(2, 5, False)
+    [('space', 0), ('baseline', 0), ('trial', 1), ('trial', 2)]
+    """
+    units = [(SPACE, 0), (BASELINE, 0)]
+    for i in range(1, num_trials + 1):
+        units.append((TRIAL, i))
+        if minibatch and (i % steps == 0 or i == num_trials):
+            units.append((FULL, i))
+    return units
 
 
 def _seeded_candidate(program: ProgramIR, ctx: PassContext, params: BootstrapParams,
@@ -523,15 +640,15 @@ def _readable(params: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 
 def _trial_row(trial: Any, fulls: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    full = fulls.get(_combo_key(trial.params))
-    baseline = bool(trial.user_attrs.get("baseline"))
+    unit = trial.user_attrs["unit"]
+    full = fulls.get(_combo_key(unit["params"]))
+    baseline = unit["kind"] == BASELINE
     return {
-        "number": trial.number,
-        "params": _readable(trial.params),
+        "number": unit["n"],
+        "params": _readable(unit["params"]),
         "baseline": baseline,
-        "minibatch_score": None if baseline or "minibatch" not in trial.user_attrs
-        else trial.value,
-        "minibatch_size": len(trial.user_attrs.get("minibatch", [])) or None,
+        "minibatch_score": None if baseline or "minibatch" not in unit else trial.value,
+        "minibatch_size": len(unit.get("minibatch", [])) or None,
         "full_score": full["score"] if full else None,
     }
 
@@ -593,6 +710,7 @@ DEFAULTS: dict[str, Any] = {
     "max_bootstrapped_demos": 4, "max_labeled_demos": 4, "minibatch": True,
     "minibatch_size": 35, "minibatch_full_eval_steps": 5, "seed": 9, "program_aware": True,
     "data_aware": True, "tip_aware": True, "fewshot_aware": True, "stratify": True,
+    "parallel_trials": 1,
 }
 
 
@@ -607,9 +725,10 @@ def _search_rows(n_val: int, trials: int, combos: int, params: dict[str, Any],
     """
     others = max(combos - 1, 0)
     if not (params["minibatch"] and params["minibatch_size"] < n_val):
-        # every trial is a full evaluation, and a combination is scored once: TPE, seeing
-        # the full scores, re-picks known ones more than uniform draws would
-        visited = _visited(others, combos, min(trials, TPE_STARTUP))
+        # every trial is a full evaluation, and a combination is scored once (measured
+        # over seeds 0-5 on tests/test_dry_run_grid.py: as many new combinations as
+        # with minibatches)
+        visited = _visited(others, combos, trials)
         return round(n_val * (1 + visited)), round(visited)
     visited = _visited(others, combos, trials)
     steps = int(params["minibatch_full_eval_steps"])
