@@ -304,6 +304,10 @@ def _work_only(program: ProgramIR, optimize: OptimizeIR, module: str,
             f"optimize {module}: no pass of this pipeline ({', '.join(names) or 'none'}) "
             f"shares its work with workers; only {' and '.join(DISTRIBUTED)} do "
             "(docs/distributed.md says why the others cannot)")
+    if not task_lm.model.startswith("local/"):
+        from lmpc.runtime.lm import preload_litellm
+
+        preload_litellm()  # while the study opens and the first units wait
     before = client.usage.snapshot()
     tracker = BudgetTracker(optimize.budget, client)
     cut = optimize.model_copy(update={"passes": optimize.passes[:last + 1]})

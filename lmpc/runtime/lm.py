@@ -435,6 +435,12 @@ def _import_litellm() -> Any:
         return litellm
 
 
+def preload_litellm() -> None:
+    """Import litellm now, in the background, for a process whose first LM call would
+    otherwise wait seconds for the import (a build worker's first trial)."""
+    threading.Thread(target=_import_litellm, daemon=True, name="lmpc-preload").start()
+
+
 class LitellmTransport:
     """Sends requests through litellm: chat to ``completion``, text to ``text_completion``.
 

@@ -26,7 +26,8 @@ storage=none``
    the best full score is returned.
 
 Trial ``i`` is planned by a TPE sampler seeded with (seed, i) and fitted on trials
-``0 .. i − parallel_trials``: with the default 1 each trial sees every earlier one (the
+``0 .. i − parallel_trials`` (none while those are fewer than TPE's 10 start-up trials,
+which it draws at random): with the default 1 each trial sees every earlier one (the
 sequential search); with ``parallel_trials = N`` up to N trials can run at once, in any
 number of processes, and the result is the same however many run it (docs/distributed.md).
 
@@ -399,20 +400,36 @@ class _Search:
         elif kind == BASELINE:
             needed = [0]
         elif kind == TRIAL:
-            needed = [0] + [self.slot_of_trial[m] for m in range(0, n - self.lag + 1)]
+            needed = [0] + [self.slot_of_trial[m] for m in self._seen_by(n)]
         else:
-            needed = list(range(unit.slot))
+            needed = [0, 1] + [s for s, (k, m) in enumerate(self.plan[:unit.slot])
+                               if k == FULL or (k == TRIAL and m <= self._full_sees(n))]
         return self.units.wait(lambda done: all(s in done for s in needed), unit.slot,
                                self._work)
 
+    def _seen_by(self, n: int) -> range:
+        """The trials trial ``n`` is planned from: ``0 .. n − lag``, or none while they
+        are fewer than TPE's start-up trials (it draws at random until then, so
+        waiting for them would change nothing)."""
+        last = n - self.lag
+        return range(0, last + 1) if last + 1 >= TPE_STARTUP else range(0)
+
+    def _full_sees(self, after: int) -> int:
+        """The last trial a full evaluation after trial ``after`` chooses among: ``after
+        − lag + 1`` (those trials' successors may still run), all of them at the end."""
+        if after == self.settings.num_trials:
+            return after
+        return after - self.lag + 1
+
     def _plan_trial(self, n: int, done: dict[int, Any]) -> dict[str, int]:
-        """Trial ``n``'s combination: TPE seeded by (seed, n) on trials ``0 .. n − lag``."""
+        """Trial ``n``'s combination: TPE seeded by (seed, n) on ``_seen_by(n)``."""
         import optuna
 
         dists = self._load_space().distributions()
+        seen_by = self._seen_by(n)
         seen = sorted((t.user_attrs["unit"]["n"], t) for t in done.values()
                       if t.user_attrs.get("unit", {}).get("kind") in (BASELINE, TRIAL)
-                      and t.user_attrs["unit"]["n"] <= n - self.lag)
+                      and t.user_attrs["unit"]["n"] in seen_by)
         seed = rng_for(int(self.params["seed"]), f"plan:{n}").randrange(2**31)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -444,14 +461,14 @@ class _Search:
 
     def _full_eval_best(self, after: int, slot: int, done: dict[int, Any],
                         attrs: dict[str, Any]) -> float:
-        """Fully evaluate the best-mean-minibatch combination of trials ``1 .. after``
-        that has no full score yet (none left: the unit does nothing)."""
+        """Fully evaluate the best-mean-minibatch combination of trials ``1 ..
+        _full_sees(after)`` that has no full score yet (none left: the unit does nothing)."""
         fulls = self._fulls(done, slot)
         groups: dict[str, list[float]] = {}
         params_of: dict[str, dict[str, int]] = {}
         for t in self._trial_units(done):
             unit = t.user_attrs["unit"]
-            if unit["kind"] != TRIAL or unit["n"] > after:
+            if unit["kind"] != TRIAL or unit["n"] > self._full_sees(after):
                 continue
             key = _combo_key(unit["params"])
             groups.setdefault(key, []).append(float(t.value))
