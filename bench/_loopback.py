@@ -26,7 +26,9 @@ stdin closes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -56,7 +58,7 @@ def category_of(text: str) -> str:
     return "technical"
 
 
-def reply_text(body: dict[str, Any]) -> str:
+def reply_text(body: dict[str, Any], vary: bool = False) -> str:
     if "messages" in body:
         users = [m for m in body["messages"] if m.get("role") == "user"]
         prompt = str(users[-1].get("content", "")) if users else ""
@@ -66,7 +68,37 @@ def reply_text(body: dict[str, Any]) -> str:
     head = "[[ ## ticket ## ]]"
     cut = prompt.rfind(head)
     ticket = prompt[cut + len(head):].strip().split("\n\n", 1)[0] if cut >= 0 else prompt
+    if vary:
+        return _varied(body, prompt, ticket)
     return f"[[ ## category ## ]]\n{category_of(ticket)}\n\n[[ ## completed ## ]]"
+
+
+def _digest(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def _varied(body: dict[str, Any], prompt: str, ticket: str) -> str:
+    """``--vary``: answer whatever output fields the request asks for (an optimizer's
+    proposer too), and route a third of the tickets wrongly unless the prompt shows at
+    least two demos or an instruction of an odd draft number, so that an optimizer's
+    candidates score differently. Still a function of the request alone."""
+    tail = prompt[prompt.rfind("Respond with"):] if "Respond with" in prompt else prompt
+    wanted = [f for f in re.findall(r"`\[\[ ## (\w+) ## \]\]`", tail) if f != "completed"]
+    every = json.dumps(body.get("messages", body.get("prompt", "")), sort_keys=True)
+    parts = []
+    for field in wanted or ["category"]:
+        if field == "category":
+            demos = every.count("[[ ## ticket ## ]]\\n") - 2  # the system's field list, ours
+            draft = re.search(r"\(draft (\d+)\)", every)
+            helped = demos >= 2 or (draft is not None and int(draft.group(1)) % 2 == 1)
+            label = category_of(ticket)
+            if not helped and _digest(ticket) % 3 == 0:
+                label = "technical" if label != "technical" else "billing"
+            parts.append(f"[[ ## category ## ]]\n{label}")
+        else:
+            parts.append(f"[[ ## {field} ## ]]\nRoute the customer's ticket to the team "
+                         f"that handles it (draft {_digest(every) % 10}).")
+    return "\n\n".join(parts) + "\n\n[[ ## completed ## ]]"
 
 
 class Counter:
@@ -94,7 +126,7 @@ class Counter:
             return out
 
 
-def serve(delay_s: float, port: int = 0) -> ThreadingHTTPServer:
+def serve(delay_s: float, port: int = 0, vary: bool = False) -> ThreadingHTTPServer:
     counter = Counter()
 
     class Handler(BaseHTTPRequestHandler):
@@ -118,7 +150,7 @@ def serve(delay_s: float, port: int = 0) -> ThreadingHTTPServer:
             try:
                 body = json.loads(raw or b"{}")
                 time.sleep(delay_s)
-                text = reply_text(body)
+                text = reply_text(body, vary)
             finally:
                 counter.leave()
             chat = self.path.endswith("/chat/completions")
@@ -170,9 +202,10 @@ class Loopback:
 
 
 @contextmanager
-def loopback_server(delay_s: float = 0.1) -> Iterator[Loopback]:
+def loopback_server(delay_s: float = 0.1, vary: bool = False) -> Iterator[Loopback]:
     """The server in a child process for the ``with`` block; always stopped after."""
-    process = subprocess.Popen([sys.executable, __file__, "--delay", str(delay_s)],
+    process = subprocess.Popen([sys.executable, __file__, "--delay", str(delay_s),
+                                *(["--vary"] if vary else [])],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -194,8 +227,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delay", type=float, default=0.1, help="seconds per reply")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--vary", action="store_true", help="answer any output field; "
+                        "candidates of an optimizer score differently (see _varied)")
     args = parser.parse_args()
-    httpd = serve(args.delay, args.port)
+    httpd = serve(args.delay, args.port, args.vary)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
