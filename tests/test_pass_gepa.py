@@ -304,3 +304,29 @@ def test_estimate_with_a_weak_writer_counts_dropped_reflections() -> None:
     # 8 val rows, then (68 - 8) / 3 = 20 iterations: 60 parent runs, 20 x 3 asks
     assert est.calls == 8 + 60 + 20 * (1 + MAX_REASKS)
     assert est.max_calls >= est.calls
+
+
+def test_a_child_better_on_train_but_worse_on_val_is_not_returned() -> None:
+    """The reflections raise the level (better on every training minibatch); on the
+    valset's ``night`` texts only the seed's instruction is right."""
+    better = make_answer(step=1)
+
+    def answer(request: LMRequest, text: str, name: str) -> str | None:
+        if name == "label" and text and "night" in text:
+            right = "positive" if "good" in text else "negative"
+            wrong = "negative" if right == "positive" else "positive"
+            return right if _level(request.messages[0]["content"]) == 1 else wrong
+        return better(request, text, name)
+
+    world = World(answer=answer)
+    prog = classify_program()
+    train = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(12)]
+    val = [f"good night {i}" if i % 3 else f"bad night {i}" for i in range(8)]
+    data = examples(train + val)
+    ctx = pass_context(world, prog, "Classify", data[:12], data[12:])
+    result = gepa(prog, ctx, max_metric_calls=60, use_merge=False)
+    tree = result.report["tree"]
+    assert len(tree) > 1, "a child beat its parent on a minibatch and was scored on val"
+    assert all(n["val_score"] == 0.0 for n in tree[1:]) and tree[0]["val_score"] == 1.0
+    assert result.report["best"]["index"] == 0
+    assert result.program == prog

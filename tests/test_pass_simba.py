@@ -141,3 +141,29 @@ def test_estimate_within_ten_percent(tmp_path: Path, cache: bool) -> None:
     made = client.usage.snapshot()["calls"]
     projected = estimate(workload_of(prog, ctx), bsize=8, num_candidates=3, max_steps=4).calls
     assert abs(projected - made) <= 0.1 * made, (projected, made, result.report["advice_asked"])
+
+
+def trap_answer(request: LMRequest, text: str, name: str) -> str | None:
+    """``answer``, except that on ``night`` texts (the valset) only the unchanged program
+    is right: any demo or raised level makes it wrong there."""
+    if name == "label" and text and "night" in text:
+        changed = _level(request.messages[0]["content"]) > 1 or len(request.messages) > 2
+        right = "positive" if "good" in text else "negative"
+        return ("negative" if right == "positive" else "positive") if changed else right
+    return answer(request, text, name)
+
+
+def test_a_pick_worse_on_val_than_the_input_is_not_returned() -> None:
+    world = World(answer=trap_answer)
+    prog = classify_program()
+    train = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(16)]
+    val = [f"good night {i}" if i % 3 else f"bad night {i}" for i in range(8)]
+    data = examples(train + val)
+    ctx = pass_context(world, prog, "Classify", data[:16], data[16:])
+    result = simba(prog, ctx, bsize=8, num_candidates=3, max_steps=4, max_demos=2)
+    final = {r["index"]: r["train_score"] for r in result.report["final"]}
+    assert max(final, key=lambda i: (final[i], -i)) != 0  # a changed program won on train
+    check = result.report["val_check"]
+    assert check == {"input": 1.0, "picked": 0.0, "kept": "input"}
+    assert result.report["picked"] == 0
+    assert result.program == prog  # the input comes back unchanged
