@@ -167,3 +167,42 @@ def test_a_pick_worse_on_val_than_the_input_is_not_returned() -> None:
     assert check == {"input": 1.0, "picked": 0.0, "kept": "input"}
     assert result.report["picked"] == 0
     assert result.program == prog  # the input comes back unchanged
+
+
+def junk_advice(request: LMRequest, text: str, name: str) -> str | None:
+    """What the embedded base model writes for advice (the guard drops it: a number)."""
+    return "1.00" if name == "advice" else answer(request, text, name)
+
+
+@pytest.mark.parametrize(("n_train", "bsize", "num_candidates", "max_demos", "cache"), [
+    (16, 8, 3, 4, True), (16, 8, 3, 4, False), (40, 16, 4, 4, True), (40, 8, 3, 0, True),
+    (16, 8, 3, 0, False)])
+def test_estimate_with_a_weak_writer_within_ten_percent(
+        tmp_path: Path, n_train: int, bsize: int, num_candidates: int, max_demos: int,
+        cache: bool) -> None:
+    """Every rule dropped after three asks: rule candidates are copies of pool programs
+    (cached where their originals ran), the demo candidates the only new programs."""
+    from dataclasses import replace
+
+    from lmpc.runtime.cache import SQLiteCache
+    from lmpc.runtime.context import RunContext
+    from lmpc.runtime.lm import LMClient
+
+    world = World(answer=junk_advice)
+    prog = classify_program()
+    rows = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(n_train + n_train // 2)]
+    data = examples(rows)
+    ctx = pass_context(world, prog, "Classify", data[:n_train], data[n_train:])
+    client = LMClient(world.transport, cache=SQLiteCache(tmp_path / "c.sqlite") if cache
+                      else None, sleep=lambda s: None)
+    ctx.run_ctx = ctx.prompt_ctx = RunContext(client=client, program_lms={"m": LM},
+                                              task_lm=LM)
+    params = {"bsize": bsize, "num_candidates": num_candidates, "max_steps": 4,
+              "max_demos": max_demos}
+    result = simba(prog, ctx, **params)
+    assert result.report["guard"]["kept"] == 0 and result.report["guard"]["asked"] > 0
+    made = client.usage.snapshot()["calls"]
+    work = replace(workload_of(prog, ctx), weak_writer=True)
+    projected = estimate(work, **params).calls
+    assert abs(projected - made) <= 0.1 * made, (projected, made)
+    assert estimate(replace(work, weak_writer=False), **params).calls != projected

@@ -132,6 +132,15 @@ def workload_of(program: ProgramIR, ctx: Any) -> Workload:
                     scoring_calls=int(bool(getattr(ctx.metric, "uses_lm", False))))
 
 
+def writes_weakly(run_ctx: Any) -> bool:
+    """Whether the LM of ``run_ctx`` (a pass's instruction writer) is an embedded base
+    model, whose proposals the guard mostly drops (W1606)."""
+    from lmpc.compiler.check.prompt_model import EMBEDDED_PREFIX
+
+    model = getattr(getattr(run_ctx, "task_lm", None), "model", "") or ""
+    return model.startswith(EMBEDDED_PREFIX)
+
+
 def calls_per_run(program: ProgramIR, module: str | None = None) -> int:
     """About how many LM calls one run of the module makes (for dry-run projections)."""
     if module is None:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lmpc.compiler.passes._demos import PassError, attributed
-from lmpc.compiler.passes._estimate import Estimate, Workload, workload_of
+from lmpc.compiler.passes._estimate import Estimate, Workload, workload_of, writes_weakly
 from lmpc.compiler.passes._guard import MAX_REASKS, ProposalGuard
 from lmpc.compiler.passes._reflect import (
     Reflection,
@@ -266,7 +266,8 @@ def gepa(
         "params": params, "max_metric_calls": budget,
         "train": len(ctx.trainset), "val": len(valset), "predictors": preds,
         "projected_calls": estimate(replace(workload_of(program, ctx),
-                                            weak_writer=_weak(reflection_ctx)), **params).calls,
+                                            weak_writer=writes_weakly(reflection_ctx)),
+                                    **params).calls,
         "engine": f"gepa {getattr(gepa_engine, '__version__', '')}".strip(),
     }
     seed_candidate = {pid: program.predictors[pid].signature.instructions for pid in preds}
@@ -290,14 +291,6 @@ def gepa(
         tree = _tree_from_result(result, adapter)
         report["metric_calls"] = int(getattr(result, "total_metric_calls", 0) or 0)
     return _result(program, adapter, tree, report)
-
-
-def _weak(run_ctx: Any) -> bool:
-    """Whether the reflections are written by an embedded base model (see W1606)."""
-    from lmpc.compiler.check.prompt_model import EMBEDDED_PREFIX
-
-    model = getattr(getattr(run_ctx, "task_lm", None), "model", "") or ""
-    return model.startswith(EMBEDDED_PREFIX)
 
 
 def _reflection_ctx(program: ProgramIR, ctx: PassContext, name: str | None) -> Any:

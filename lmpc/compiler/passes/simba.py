@@ -46,11 +46,11 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lmpc.compiler.passes._demos import PassError, attributed, check_budget, rng_for
-from lmpc.compiler.passes._estimate import Estimate, Workload
+from lmpc.compiler.passes._estimate import Estimate, Workload, writes_weakly
 from lmpc.compiler.passes._guard import MAX_REASKS, ProposalGuard
 from lmpc.compiler.passes._reflect import Rollout, run_rollouts, write_advice
 from lmpc.compiler.passes.base import BudgetExceeded, Candidate, PassContext, PassResult
@@ -182,7 +182,9 @@ class _Simba:
         self.picked: int | None = None
         self.report: dict[str, Any] = {
             "params": params, "bsize_used": self.bsize, "steps": [],
-            "projected_calls": estimate(_workload(program, ctx), **params).calls,
+            "projected_calls": estimate(replace(_workload(program, ctx),
+                                                weak_writer=writes_weakly(ctx.prompt_ctx)),
+                                        **params).calls,
         }
 
     # ------------------------------------------------------------ the loop
@@ -420,6 +422,17 @@ def estimate(work: Workload, **given: Any) -> Estimate:
     winner's minibatch rows are known when it is scored on the trainset, and the sampled
     runs repeat (same program, rollout and row) once the trainset has been walked.
     The bound has every rule re-asked twice.
+
+    When the writer is an embedded base model (``work.weak_writer``, W1606) the guard
+    drops every rule after ``1 + MAX_REASKS`` asks, so a rule candidate is a copy of a
+    program already in the pool and, with the cache, costs only the rows its original
+    was not scored on. The new programs are then the demo candidates; every program is
+    scored on one minibatch, and the distinct winners (the input and, in expectation,
+    the share of steps a demo candidate won) on the whole trainset, which covers their
+    copies' rows. The pool's best are new programs each step, so the sampled runs rarely
+    repeat. (Measured on the quick start, ``bsize = 16, num_candidates = 4, max_steps =
+    4``: 825 new calls; 994 projected the other way, 854 this way. A ``bsize`` covering
+    the whole trainset repeats more than this counts.)
     """
     p = {**DEFAULTS, **given}
     preds = work.program.predictors_of(work.module)
@@ -428,17 +441,31 @@ def estimate(work: Workload, **given: Any) -> Estimate:
     b = min(int(p["bsize"]), n_train)
     n, steps = int(p["num_candidates"]), int(p["max_steps"])
     made = min(n + 1, b)
-    rule_share = 0.5 if int(p["max_demos"]) > 0 else 1.0
-    rules = round(steps * made * rule_share * len(preds))
-    sampled = steps * n * b
-    if work.cache:  # a later epoch's draws of the input at the same rollout are cached
-        sampled = min(sampled, n * n_train) + max(sampled - n * n_train, 0) // 2
-    evals = steps * made * b
+    demo_share = 0.5 if int(p["max_demos"]) > 0 else 0.0
+    rule_slots = round(steps * made * (1 - demo_share) * len(preds))
     winners = min(steps + 1, n + 1)
-    final = winners * n_train + 2 * work.n_val
-    if work.cache:  # a winner's own minibatch rows were scored already
-        final -= (winners - 1) * b
-    calls = (sampled + evals + final) * per + rules
-    bound = (steps * n * b + evals + final) * per + rules * (1 + MAX_REASKS)
-    return Estimate(calls=calls, max_calls=bound, candidates=winners,
-                    val_rows=work.n_val, candidates_on_val=False, baseline_rows=work.n_val)
+    sampled = steps * n * b
+    baseline = work.n_val
+    if work.cache and not (work.weak_writer and demo_share):
+        # a later epoch's draws of the input at the same rollout are cached
+        sampled = min(sampled, n * n_train) + max(sampled - n * n_train, 0) // 2
+    if work.weak_writer and work.cache:
+        rules = rule_slots * (1 + MAX_REASKS)
+        programs = 1 + steps * made * demo_share  # the input and the demo candidates
+        finalists = 1 + (winners - 1) * demo_share
+        scored = round((programs - finalists) * b + finalists * n_train)
+        val = 2 * work.n_val
+        if not demo_share:  # every program is the input: picked, it has no val check
+            sampled, val, baseline = min(steps * n * b, n * n_train), 0, 0
+        calls = (sampled + scored + val) * per + rules
+    else:
+        rules = rule_slots * ((1 + MAX_REASKS) if work.weak_writer else 1)
+        evals = steps * made * b
+        final = winners * n_train + 2 * work.n_val
+        if work.cache:  # a winner's own minibatch rows were scored already
+            final -= (winners - 1) * b
+        calls = (sampled + evals + final) * per + rules
+    evals, final = steps * made * b, winners * n_train + 2 * work.n_val
+    bound = (steps * n * b + evals + final) * per + rule_slots * (1 + MAX_REASKS)
+    return Estimate(calls=calls, max_calls=max(bound, calls), candidates=winners,
+                    val_rows=work.n_val, candidates_on_val=False, baseline_rows=baseline)
