@@ -40,8 +40,11 @@ What every pass does beyond the reference, so that it never quietly makes things
   real rows, for a cold cache or `--no-cache`: `~N` when the teacher succeeds on every
   bootstrap attempt, `at most M` when it never does. Tested within 10% of the calls
   made for every pass and the whole build over a grid of settings
-  (`tests/test_dry_run_grid.py`). The build records each pass's projection in its
-  report (`dry_run`) and draws its progress against it.
+  (`tests/test_dry_run_grid.py`; `gepa` and `simba` in their own tests, with a
+  scripted world whose runs vary). When the writer is the embedded base model (W1606)
+  the projection counts what the guard then does: `gepa` proposes no child, `simba`'s
+  rule candidates come back as copies of programs already scored. The build records
+  each pass's projection in its report (`dry_run`) and draws its progress against it.
 - **Reflective passes** (`gepa`, `simba`). They read the metric's feedback (see
   "Feedback" in language.md): `gepa` is the `gepa` package's engine driven through
   lmpc's IR, runtime and reflection LM, and records its whole candidate tree (parents,
