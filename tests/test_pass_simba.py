@@ -206,3 +206,22 @@ def test_estimate_with_a_weak_writer_within_ten_percent(
     projected = estimate(work, **params).calls
     assert abs(projected - made) <= 0.1 * made, (projected, made)
     assert estimate(replace(work, weak_writer=False), **params).calls != projected
+
+
+
+def test_the_report_projects_for_a_weak_writer_when_the_rules_come_from_the_embedded_model(
+        ) -> None:
+    from dataclasses import replace
+
+    from lmpc.ir import LMIR
+
+    local = LMIR(name="local", model="local/gemma-3-270m", model_type="chat")
+    world, prog, ctx = setup()
+    ctx.prompt_ctx = ctx.prompt_ctx.derive(task_lm=local)  # the scripted world answers it
+    params = {"bsize": 8, "num_candidates": 3, "max_steps": 2}
+    report = simba(prog, ctx, **params).report
+    assert all(r.model == local.model for r in advice_requests(world)) and report["advice_asked"]
+    work = workload_of(prog, ctx)
+    assert report["projected_calls"] == estimate(replace(work, weak_writer=True),
+                                                 **params).calls
+    assert report["projected_calls"] != estimate(work, **params).calls
