@@ -195,3 +195,29 @@ def test_full_evaluation_search_is_near_its_projection(tmp_path: Path) -> None:
         planned.append(plan[1]["calls"])
         made.append(run["mipro_v2"])
     assert abs(sum(planned) - sum(made)) <= 0.15 * sum(made), (planned, made)
+def test_full_evaluation_search_stays_under_its_projection(tmp_path: Path) -> None:
+    passes = [PassIR(name="mipro_v2", params={"auto": None, "num_candidates": 4,
+                                              "num_trials": 12, "minibatch": False,
+                                              "storage": "memory"})]
+    plan, made = build(tmp_path, passes, (12, 10, 6), True)
+    assert made["mipro_v2"] <= plan[1]["calls"] <= 1.5 * made["mipro_v2"]
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["cache", "no-cache"])
+def test_a_weak_writers_gepa_hands_back_its_input_so_the_final_evaluation_is_cached(
+        tmp_path: Path, cache: bool) -> None:
+    """With the embedded base model writing the reflections (W1606) GEPA proposes no
+    child: the build's final evaluation repeats its first (all cached)."""
+    from lmpc.ir import LMIR
+
+    passes = [PassIR(name="gepa", params={"max_metric_calls": 60})]
+    program = sentiment_program(tmp_path, passes=passes,
+                                split=SplitIR(train=10, val=6, test=4, seed=5))
+    optimize = program.optimizes[0]
+    sizes = {"train": 10, "val": 6, "test": 4}
+    strong = estimate_plan(program, optimize, sizes, cache=cache)
+    program.lms["fake"] = LMIR(name="fake", model="local/gemma-3-270m", model_type="text")
+    weak = estimate_plan(program, optimize, sizes, cache=cache)
+    assert strong[-1]["calls"] == (4 if cache else 10)  # the test rows (val: the search's)
+    assert weak[-1]["calls"] == (0 if cache else 10)
+    assert weak[1]["calls"] != strong[1]["calls"]  # the search itself is projected apart

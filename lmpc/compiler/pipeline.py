@@ -574,6 +574,7 @@ def estimate_plan(program: ProgramIR, optimize: OptimizeIR, n_split: dict[str, i
     before = (n_first + n_test) * per
     plan = [{"step": f"evaluate before ({label})", "calls": before, "max_calls": before}]
     last, demo_only, ensemble_of = None, True, None
+    unchanged = True  # every pass so far is expected to hand back its input
     weak = {id(p) for p, _, _ in weak_writers(program, optimize)}
     base_work = work
     for i, pass_ir in enumerate(optimize.passes):
@@ -592,11 +593,14 @@ def estimate_plan(program: ProgramIR, optimize: OptimizeIR, n_split: dict[str, i
                      "max_calls": est.max_calls - saved, "requests": requests,
                      **({"training": est.training} if est.training else {})})
         demo_only = demo_only and pass_ir.name in DEMO_ONLY
+        unchanged = unchanged and est.returns_input
         if pass_ir.name == "ensemble":
             ensemble_of = (last, params)
         else:
             last, ensemble_of = est, None
-    after = _after_calls(n_first, n_test, per, cache, last, ensemble_of)
+    # the unchanged program's rows are the "before" evaluation's: all cached
+    after = 0 if cache and unchanged and last is not None else \
+        _after_calls(n_first, n_test, per, cache, last, ensemble_of)
     plan.append({"step": f"evaluate after ({label})", "calls": after, "max_calls": after})
     return plan
 

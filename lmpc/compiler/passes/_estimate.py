@@ -78,6 +78,9 @@ class Estimate:
     candidates_on_val: bool = False  # every candidate handed on was scored on those rows
     baseline_rows: int = 0
     training: str = ""  # weight passes: the training the pass will run, in words
+    # the pass is expected to hand back its input unchanged (a weak writer's proposals
+    # all dropped): the build's final evaluation then repeats its first
+    returns_input: bool = False
 
     @classmethod
     def fixed(cls, calls: int, **kw: Any) -> Estimate:

@@ -468,4 +468,5 @@ def estimate(work: Workload, **given: Any) -> Estimate:
     evals, final = steps * made * b, winners * n_train + 2 * work.n_val
     bound = (steps * n * b + evals + final) * per + rule_slots * (1 + MAX_REASKS)
     return Estimate(calls=calls, max_calls=max(bound, calls), candidates=winners,
-                    val_rows=work.n_val, candidates_on_val=False, baseline_rows=baseline)
+                    val_rows=work.n_val, candidates_on_val=False, baseline_rows=baseline,
+                    returns_input=work.weak_writer and not demo_share)
