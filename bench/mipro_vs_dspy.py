@@ -90,17 +90,25 @@ def write_variant(args: argparse.Namespace, workdir: Path) -> Path:
     text = variant_source(args.lmp.read_text(encoding="utf-8"), args.lmp.resolve().parent,
                           pass_line(args.demos, args.minibatch_size,
                                     args.light_as_manual))
-    match = SPLIT_RE.search(text)
-    if match is None:
-        sys.exit("the dataset block has no `split: train N, val N, test N` line")
-    asked = [args.train, args.val, args.test]
-    new = [str(n if n is not None else int(old))
-           for n, old in zip(asked, match.groups(), strict=True)]
-    text = (text[:match.start()] + f"split: train {new[0]}, val {new[1]}, test {new[2]}"
-            + text[match.end():])
+    text = resize_split(text, args.train, args.val, args.test)
     variant = workdir / f"{NAME}.lmp"
     variant.write_text(text, encoding="utf-8")
     return variant
+
+
+def resize_split(text: str, train: int | None, val: int | None, test: int | None) -> str:
+    """``text`` with its ``split: train N, val N, test N`` line resized (None: keep).
+
+    >>> resize_split("split: train 40, val 80, test 80, seed 7", None, 40, 20)
+    'split: train 40, val 40, test 20, seed 7'
+    """
+    match = SPLIT_RE.search(text)
+    if match is None:
+        sys.exit("the dataset block has no `split: train N, val N, test N` line")
+    new = [str(n if n is not None else int(old))
+           for n, old in zip((train, val, test), match.groups(), strict=True)]
+    return (text[:match.start()] + f"split: train {new[0]}, val {new[1]}, test {new[2]}"
+            + text[match.end():])
 
 
 def run_lmpc(variant: Path, threads: int, workdir: Path, data: Path) -> dict[str, Any]:
