@@ -195,12 +195,6 @@ def test_full_evaluation_search_is_near_its_projection(tmp_path: Path) -> None:
         planned.append(plan[1]["calls"])
         made.append(run["mipro_v2"])
     assert abs(sum(planned) - sum(made)) <= 0.15 * sum(made), (planned, made)
-def test_full_evaluation_search_stays_under_its_projection(tmp_path: Path) -> None:
-    passes = [PassIR(name="mipro_v2", params={"auto": None, "num_candidates": 4,
-                                              "num_trials": 12, "minibatch": False,
-                                              "storage": "memory"})]
-    plan, made = build(tmp_path, passes, (12, 10, 6), True)
-    assert made["mipro_v2"] <= plan[1]["calls"] <= 1.5 * made["mipro_v2"]
 
 
 @pytest.mark.parametrize("cache", [True, False], ids=["cache", "no-cache"])
