@@ -315,7 +315,7 @@ def test_a_child_better_on_train_but_worse_on_val_is_not_returned() -> None:
         if name == "label" and text and "night" in text:
             right = "positive" if "good" in text else "negative"
             wrong = "negative" if right == "positive" else "positive"
-            return right if _level(request.messages[0]["content"]) == 1 else wrong
+            return right if level_of(request.messages[0]["content"]) == 1 else wrong
         return better(request, text, name)
 
     world = World(answer=answer)

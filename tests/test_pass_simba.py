@@ -19,7 +19,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "passes"))
 
-from world import LM, Cap, World, days_setup, level_of  # noqa: E402
+from world import (  # noqa: E402
+    LM,
+    Cap,
+    World,
+    classify_program,
+    days_setup,
+    examples,
+    level_of,
+    pass_context,
+)
 
 from lmpc.compiler.passes._estimate import workload_of  # noqa: E402
 from lmpc.compiler.passes.simba import (  # noqa: E402
@@ -147,7 +156,7 @@ def trap_answer(request: LMRequest, text: str, name: str) -> str | None:
     """``answer``, except that on ``night`` texts (the valset) only the unchanged program
     is right: any demo or raised level makes it wrong there."""
     if name == "label" and text and "night" in text:
-        changed = _level(request.messages[0]["content"]) > 1 or len(request.messages) > 2
+        changed = level_of(request.messages[0]["content"]) > 1 or len(request.messages) > 2
         right = "positive" if "good" in text else "negative"
         return ("negative" if right == "positive" else "positive") if changed else right
     return answer(request, text, name)
