@@ -49,7 +49,7 @@ from _dspy_side import (  # noqa: E402
     measure,
     to_examples,
 )
-from _server import OPENMP_ENV, gguf_path, llama_server  # noqa: E402
+from _server import gguf_path, llama_server  # noqa: E402
 from fewshot_vs_dspy import (  # noqa: E402
     DEFAULT_LMP,
     REPO,
@@ -59,7 +59,7 @@ from fewshot_vs_dspy import (  # noqa: E402
     load_program,
     variant_source,
 )
-from mipro_vs_dspy import _run, resize_split, writer_adapter  # noqa: E402
+from mipro_vs_dspy import resize_split, run_lmpc_build, writer_adapter  # noqa: E402
 
 log = logging.getLogger("lmpc.bench")
 DEFAULT_OUT = REPO / "bench" / "results" / "gepa_vs_dspy.json"
@@ -131,24 +131,8 @@ def gepa_metric(task: Task, feedback: Feedback) -> Callable[..., Any]:
 
 def run_lmpc(variant: Path, threads: int, workdir: Path, data: Path) -> dict[str, Any]:
     """Dry run (the projection), then ``lmpc build --json`` with a fresh cache."""
-    cache, artifact = workdir / "cache", workdir / f"{NAME}.json"
-    base = [sys.executable, "-c", "from lmpc.cli import main; main()", "build", str(variant),
-            "--json", "--quiet", "--cache-dir", str(cache), "--threads", str(threads),
-            "-o", str(artifact), "--allow-path", str(data)]
-    env = {**os.environ, **OPENMP_ENV, "LMPC_CACHE_DIR": str(cache)}
-    dry = _run(base + ["--dry-run"], env, workdir)
-    steps = {step["step"]: step["calls"] for step in dry.get("steps", [])}
-    log.info("lmpc: dry run projects %s LM calls (%s for %s); building",
-             dry.get("projected_lm_calls"), steps.get(NAME), NAME)
-    started = time.monotonic()
-    summary = _run(base, env, workdir)
-    wall = time.monotonic() - started
-    record = json.loads(artifact.read_text())["passes"][0]
-    report = record.get("report") or {}
-    return {"summary": summary, "pass_usage": record["usage"],
-            "process_seconds": round(wall, 2), "dry_run": dry,
-            "dry_run_pass_calls": steps.get(NAME),
-            "pass_report": pass_facts(report)}
+    return run_lmpc_build(variant, threads, workdir, data, NAME,
+                          lambda report: {"pass_report": pass_facts(report)})
 
 
 def pass_facts(report: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,21 @@ def run_lmpc(variant: Path, threads: int, workdir: Path, data: Path) -> dict[str
 
     ``data``: the example's folder, which the variant (in a temporary folder) reads.
     """
-    cache, artifact = workdir / "cache", workdir / f"{NAME}.json"
+    return run_lmpc_build(variant, threads, workdir, data, NAME, trial_facts)
+
+
+def trial_facts(report: dict[str, Any]) -> dict[str, Any]:
+    """What MIPROv2's report says: its projection, settings and how many trials ran."""
+    return {"pass_projected_calls": report.get("projected_calls"),
+            "pass_settings": report.get("settings"),
+            "trials": len(report.get("trials") or [])}
+
+
+def run_lmpc_build(variant: Path, threads: int, workdir: Path, data: Path, name: str,
+                   facts: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """The dry run and the build of one variant whose one pass is ``name``; ``facts``
+    picks from the pass's report what a benchmark keeps (MIPROv2's and GEPA's share this)."""
+    cache, artifact = workdir / "cache", workdir / f"{name}.json"
     base = [sys.executable, "-c", "from lmpc.cli import main; main()", "build", str(variant),
             "--json", "--quiet", "--cache-dir", str(cache), "--threads", str(threads),
             "-o", str(artifact), "--allow-path", str(data)]
@@ -124,18 +139,14 @@ def run_lmpc(variant: Path, threads: int, workdir: Path, data: Path) -> dict[str
     dry = _run(base + ["--dry-run"], env, workdir)
     steps = {step["step"]: step["calls"] for step in dry.get("steps", [])}
     log.info("lmpc: dry run projects %s LM calls (%s for %s); building",
-             dry.get("projected_lm_calls"), steps.get(NAME), NAME)
+             dry.get("projected_lm_calls"), steps.get(name), name)
     started = time.monotonic()
     summary = _run(base, env, workdir)
     wall = time.monotonic() - started
     record = json.loads(artifact.read_text())["passes"][0]
-    report = record.get("report") or {}
     return {"summary": summary, "pass_usage": record["usage"],
             "process_seconds": round(wall, 2), "dry_run": dry,
-            "dry_run_pass_calls": steps.get(NAME),
-            "pass_projected_calls": report.get("projected_calls"),
-            "pass_settings": report.get("settings"),
-            "trials": len(report.get("trials") or [])}
+            "dry_run_pass_calls": steps.get(name), **facts(record.get("report") or {})}
 
 
 def _run(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
