@@ -318,12 +318,7 @@ def test_a_child_better_on_train_but_worse_on_val_is_not_returned() -> None:
             return right if level_of(request.messages[0]["content"]) == 1 else wrong
         return better(request, text, name)
 
-    world = World(answer=answer)
-    prog = classify_program()
-    train = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(12)]
-    val = [f"good night {i}" if i % 3 else f"bad night {i}" for i in range(8)]
-    data = examples(train + val)
-    ctx = pass_context(world, prog, "Classify", data[:12], data[12:])
+    world, prog, ctx = days_setup(answer, 12, 8, nights=True)
     result = gepa(prog, ctx, max_metric_calls=60, use_merge=False)
     tree = result.report["tree"]
     assert len(tree) > 1, "a child beat its parent on a minibatch and was scored on val"

@@ -163,12 +163,7 @@ def trap_answer(request: LMRequest, text: str, name: str) -> str | None:
 
 
 def test_a_pick_worse_on_val_than_the_input_is_not_returned() -> None:
-    world = World(answer=trap_answer)
-    prog = classify_program()
-    train = [f"good day {i}" if i % 3 else f"bad day {i}" for i in range(16)]
-    val = [f"good night {i}" if i % 3 else f"bad night {i}" for i in range(8)]
-    data = examples(train + val)
-    ctx = pass_context(world, prog, "Classify", data[:16], data[16:])
+    world, prog, ctx = days_setup(trap_answer, 16, 8, nights=True)
     result = simba(prog, ctx, bsize=8, num_candidates=3, max_steps=4, max_demos=2)
     final = {r["index"]: r["train_score"] for r in result.report["final"]}
     assert max(final, key=lambda i: (final[i], -i)) != 0  # a changed program won on train
