@@ -5,10 +5,16 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lmpc.runtime.cache import SQLiteCache, default_cache_path, request_key
+import pytest
+
+import lmpc.runtime.cache as cache_module
+from lmpc.runtime.cache import SQLiteCache, _retry_while_busy, default_cache_path, request_key
 from lmpc.runtime.lm_types import LMRequest, LMResponse
 
 
@@ -94,6 +100,82 @@ def test_two_processes_write_concurrently(tmp_path: Path) -> None:
     cache = SQLiteCache(path)
     assert len(cache) == 300
     assert cache.get("w1-149").text == "text 1 149"  # type: ignore[union-attr]
+
+
+_OPEN_AT = """
+import sys, time
+from lmpc.runtime.cache import SQLiteCache
+from lmpc.runtime.lm_types import LMResponse
+while time.time() < float(sys.argv[2]):
+    pass
+cache = SQLiteCache(sys.argv[1])
+cache.put("k", "m", LMResponse("x"))
+sys.exit(0 if cache.enabled else 3)
+"""
+
+
+def test_many_processes_opening_a_new_file_at_once_all_keep_the_cache(tmp_path: Path) -> None:
+    """Twelve processes opening one new file in the same instant: each keeps its cache.
+
+    Before the setup waited out "database is locked" (switching a new file to WAL fails at
+    once, without the busy handler, while another process switches it), about one open in
+    thirty here turned its cache off, and two builds started together both paid for every
+    call. Without that wait this test failed one run in three."""
+    for round_ in range(6):
+        path = tmp_path / f"round{round_}" / "cache.sqlite"
+        start = time.time() + 1.0  # every process imported and spinning by then
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, str(path), str(start)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(12)]
+        outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+        assert all(code == 0 for code, _ in outcomes), outcomes
+        assert len(SQLiteCache(path)) == 1
+
+
+def test_a_locked_file_is_waited_for_and_other_errors_are_not() -> None:
+    calls: list[int] = []
+
+    def locked_twice() -> None:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+
+    _retry_while_busy(locked_twice, timeout_s=5)
+    assert len(calls) == 3
+
+    def malformed() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: responses")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        _retry_while_busy(malformed, timeout_s=5)
+    assert len(calls) == 1  # not a lock: not retried
+
+    def always_locked() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    began = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _retry_while_busy(always_locked, timeout_s=0.2)
+    assert time.monotonic() - began < 2  # gives up near its deadline
+
+
+def test_a_file_locked_while_opening_is_waited_for(tmp_path: Path, monkeypatch) -> None:
+    """The race above, made certain: the first setup finds the file locked; the cache waits
+    and opens rather than turning itself off."""
+    real_set_up, attempts = cache_module._set_up, []
+
+    def locked_once(conn: sqlite3.Connection) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        real_set_up(conn)
+
+    monkeypatch.setattr(cache_module, "_set_up", locked_once)
+    cache = SQLiteCache(tmp_path / "c.sqlite")
+    cache.put("k", "m", LMResponse("x"))
+    assert cache.enabled and len(attempts) == 2
+    assert cache.get("k").text == "x"  # type: ignore[union-attr]
 
 
 def test_corrupted_file_degrades_to_no_cache(tmp_path: Path, caplog) -> None:

@@ -181,6 +181,7 @@ def test_two_builds_sharing_one_cache_pay_each_call_once(backend: Backend,
         assert total == distinct, (total, paid)
         assert not (tmp_path / "machine1" / "cache.sqlite").exists()  # nothing on local disk
     else:
-        assert total <= 1.1 * distinct, (total, distinct, paid)
+        warnings = [r[1].decode()[-800:] for r in results]  # a cache turned off says why
+        assert total <= 1.1 * distinct, (total, distinct, paid, warnings)
     assert (tmp_path / "b1.json").read_bytes() == (tmp_path / "b2.json").read_bytes()
     assert len(backend.open()) == 24

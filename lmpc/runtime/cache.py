@@ -390,10 +390,51 @@ class SQLiteCache(PersistentCache):
             return conn
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
                                isolation_level=None, check_same_thread=True)
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute(_SCHEMA)
-        conn.execute(_LEASES)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            _retry_while_busy(lambda: _set_up(conn), self._busy_timeout_s)
+        except BaseException:
+            conn.close()
+            raise
         self._keep_connection(conn)
         return conn
+
+
+def _set_up(conn: sqlite3.Connection) -> None:
+    """WAL and the tables, once per file; safe when many processes open a new file at once.
+
+    Changing the journal mode needs the file to itself, so it is asked only when the file is
+    not in WAL yet; the tables are made inside ``BEGIN IMMEDIATE``, which waits on the busy
+    handler, where a bare ``CREATE TABLE`` racing another process's can fail at once."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_SCHEMA)
+        conn.execute(_LEASES)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _retry_while_busy(step: Any, timeout_s: float) -> None:
+    """Run ``step`` again, with backoff, while SQLite says the file is busy or locked.
+
+    SQLite answers "database is locked" without waiting on the busy handler where waiting
+    could deadlock (a journal-mode change, a reader racing to recover a new WAL). Those
+    clear in milliseconds; giving up at once would turn one process's cache off and make
+    it pay for every call its neighbour is already paying for."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            transient = "locked" in str(exc) or "busy" in str(exc)
+            if not transient or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
